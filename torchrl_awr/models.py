@@ -1,0 +1,228 @@
+"""The original AWR networks as TorchRL modules: actor, critic and observation normaliser.
+
+The actor and critic are separate ReLU MLPs (128-64 by default) with Glorot-uniform weights
+and zero biases; the actor's output layer is drawn from U(-0.01, 0.01) so the initial policy
+is centred in the action box. Both read observations through one shared, freezable
+:class:`ObservationNormalizer`, so the stored replay data stays raw.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from tensordict.nn import NormalParamExtractor, TensorDictModule
+from torch import nn
+from torchrl.data import Categorical as CategoricalSpec
+from torchrl.data import OneHot, TensorSpec
+from torchrl.modules import (
+    IndependentNormal,
+    OneHotCategorical,
+    ProbabilisticActor,
+    TanhNormal,
+    ValueOperator,
+)
+from torch.distributions import Categorical
+
+ACTOR_DISTRIBUTIONS = ("normal", "tanh_normal", "categorical")
+
+
+class ObservationNormalizer(nn.Module):
+    """Running mean/std of the first ``max_samples`` observations, then frozen.
+
+    As in the original AWR: plain (unclipped) standardisation, std floored at ``min_std``.
+    Statistics are accumulated in float64 with Chan's parallel update; ``loc``/``scale``
+    are cached so the forward pass is one subtract and one divide.
+    """
+
+    def __init__(self, obs_dim: int, max_samples: int = 300_000, min_std: float = 0.01):
+        super().__init__()
+        if max_samples < 0:
+            raise ValueError(f"ObservationNormalizer: max_samples must be >= 0, got {max_samples}.")
+        self.max_samples = int(max_samples)
+        self.min_std = float(min_std)
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(obs_dim, dtype=torch.float64))
+        self.register_buffer("loc", torch.zeros(obs_dim))
+        self.register_buffer("scale", torch.ones(obs_dim))
+
+    @property
+    def frozen(self) -> bool:
+        return self.count.item() >= self.max_samples
+
+    @torch.no_grad()
+    def update(self, observations: torch.Tensor) -> None:
+        """Adds observations (any leading shape) until ``max_samples`` have been seen."""
+        remaining = self.max_samples - int(self.count.item())
+        if remaining <= 0:
+            return
+        batch = observations.reshape(-1, observations.shape[-1])[:remaining].to(torch.float64)
+        if not torch.isfinite(batch).all():
+            raise FloatingPointError(
+                "ObservationNormalizer: non-finite observations collected; the environment "
+                "returned NaN/inf."
+            )
+        n = batch.shape[0]
+        if n == 0:
+            return
+        batch_mean = batch.mean(0)
+        batch_m2 = (batch - batch_mean).pow(2).sum(0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta.pow(2) * self.count * n / total
+        self.count.copy_(total)
+        std = (self.m2 / self.count).sqrt().clamp_min(self.min_std)
+        self.loc.copy_(self.mean)
+        self.scale.copy_(std)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return (observation - self.loc) / self.scale
+
+
+def make_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.Sequential:
+    """ReLU MLP with Glorot-uniform weights and zero biases."""
+    layers: list[nn.Module] = []
+    sizes = [in_features, *hidden_sizes]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], out_features))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Maps a mean in normalised action units to (loc, scale) in env units.
+
+    The std is given in normalised units (the original's 0.4) and is a fixed buffer unless
+    ``learn_std``; unbounded action dimensions use centre 0 and half-range 1.
+    """
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, std: float, learn_std: bool):
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"GaussianHead: action std must be > 0, got {std}.")
+        bounded = torch.isfinite(low) & torch.isfinite(high)
+        center = torch.where(bounded, (high + low) / 2, torch.zeros_like(low))
+        half_range = torch.where(bounded, (high - low) / 2, torch.ones_like(low))
+        self.register_buffer("center", center.float())
+        self.register_buffer("half_range", half_range.float())
+        log_std = torch.full_like(self.center, math.log(std))
+        if learn_std:
+            self.log_std = nn.Parameter(log_std)
+        else:
+            self.register_buffer("log_std", log_std)
+
+    def forward(self, normalized_mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc = self.center + self.half_range * normalized_mean
+        scale = (self.half_range * self.log_std.exp()).expand_as(loc)
+        return loc, scale
+
+
+def _action_dim(action_spec: TensorSpec) -> int:
+    if isinstance(action_spec, OneHot):
+        return action_spec.space.n
+    if isinstance(action_spec, CategoricalSpec):
+        return action_spec.space.n
+    return action_spec.shape[-1]
+
+
+def make_awr_actor(
+    obs_dim: int,
+    action_spec: TensorSpec,
+    *,
+    normalizer: ObservationNormalizer | None = None,
+    hidden_sizes: Sequence[int] = (128, 64),
+    distribution: str = "normal",
+    action_std: float = 0.4,
+    learn_std: bool = False,
+    init_output_scale: float = 0.01,
+    obs_key: str = "observation",
+    device: torch.device | str | None = None,
+) -> ProbabilisticActor:
+    """The original AWR policy as a :class:`~torchrl.modules.ProbabilisticActor`.
+
+    ``distribution`` is ``"normal"`` (the original: Gaussian in normalised action space with a
+    fixed std, or a learned state-independent one with ``learn_std``), ``"tanh_normal"``
+    (state-dependent std, squashed into the bounds) or ``"categorical"`` (discrete specs).
+    """
+    if distribution not in ACTOR_DISTRIBUTIONS:
+        raise ValueError(
+            f"make_awr_actor: unknown distribution {distribution!r}; allowed: "
+            f"{', '.join(ACTOR_DISTRIBUTIONS)}."
+        )
+    discrete = isinstance(action_spec, (OneHot, CategoricalSpec))
+    if discrete != (distribution == "categorical"):
+        raise ValueError(
+            f"make_awr_actor: distribution {distribution!r} does not fit the action spec "
+            f"{type(action_spec).__name__}; use 'categorical' for discrete actions and "
+            "'normal'/'tanh_normal' for continuous ones."
+        )
+    action_dim = _action_dim(action_spec)
+    out_features = 2 * action_dim if distribution == "tanh_normal" else action_dim
+    mlp = make_mlp(obs_dim, hidden_sizes, out_features)
+    nn.init.uniform_(mlp[-1].weight, -init_output_scale, init_output_scale)
+    body = nn.Sequential(normalizer or nn.Identity(), mlp)
+
+    if distribution == "categorical":
+        module = TensorDictModule(body, in_keys=[obs_key], out_keys=["logits"])
+        dist_class = OneHotCategorical if isinstance(action_spec, OneHot) else Categorical
+        dist_kwargs = {}
+        dist_keys = ["logits"]
+    elif distribution == "normal":
+        head = GaussianHead(action_spec.space.low, action_spec.space.high, action_std, learn_std)
+        module = TensorDictModule(nn.Sequential(body, head), in_keys=[obs_key], out_keys=["loc", "scale"])
+        dist_class = IndependentNormal
+        dist_kwargs = {"tanh_loc": False}
+        dist_keys = ["loc", "scale"]
+    else:
+        module = TensorDictModule(
+            nn.Sequential(body, NormalParamExtractor()), in_keys=[obs_key], out_keys=["loc", "scale"]
+        )
+        dist_class = TanhNormal
+        dist_kwargs = {"low": action_spec.space.low, "high": action_spec.space.high}
+        dist_keys = ["loc", "scale"]
+    actor = ProbabilisticActor(
+        module,
+        in_keys=dist_keys,
+        spec=action_spec,
+        distribution_class=dist_class,
+        distribution_kwargs=dist_kwargs,
+        return_log_prob=False,
+    )
+    return actor.to(device) if device is not None else actor
+
+
+class ValueScale(nn.Module):
+    """Multiplies the critic's output, so the network predicts V / scale (the original: 100)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def make_awr_critic(
+    obs_dim: int,
+    *,
+    normalizer: ObservationNormalizer | None = None,
+    hidden_sizes: Sequence[int] = (128, 64),
+    value_scale: float = 100.0,
+    obs_key: str = "observation",
+    device: torch.device | str | None = None,
+) -> ValueOperator:
+    """The original AWR critic: an MLP predicting V/value_scale, read out as V."""
+    net = nn.Sequential(
+        normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1), ValueScale(value_scale)
+    )
+    critic = ValueOperator(net, in_keys=[obs_key])
+    return critic.to(device) if device is not None else critic

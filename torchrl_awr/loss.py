@@ -5,7 +5,12 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModule, dispatch
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    dispatch,
+)
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import (
@@ -37,6 +42,19 @@ def _check_finite(name: str, value: torch.Tensor) -> None:
 
 def _population_std(x: torch.Tensor) -> torch.Tensor:
     return x.std(unbiased=False)
+
+
+def _logits_key(actor_network: ProbabilisticTensorDictSequential) -> NestedKey:
+    """The key of the raw logits the actor's distribution is built from."""
+    for module in reversed(list(actor_network.modules())):
+        if isinstance(module, ProbabilisticTensorDictModule):
+            keys = dict(zip(module.dist_keys, module.in_keys))
+            if "logits" in keys:
+                return keys["logits"]
+            break
+    raise ValueError(
+        "AWRLoss: logits_l2_coeff > 0 needs a discrete actor whose distribution takes logits."
+    )
 
 
 class AWRLoss(LossModule):
@@ -71,8 +89,9 @@ class AWRLoss(LossModule):
             ``[-1, 1]``). Defaults to 0 (off); the original uses 10.
         action_low, action_high (Tensor or float): the action bounds, required when
             ``action_bound_coeff > 0``.
-        logits_l2_coeff (float): coefficient of ``0.5 * mean(sum(logits^2))`` for discrete
-            actors. Defaults to 0 (off); the original uses 0.001 on LunarLander.
+        logits_l2_coeff (float): coefficient of ``0.5 * mean(sum(logits^2))`` on the raw
+            (unnormalised) logits of discrete actors. Defaults to 0 (off); the original uses
+            0.001 on LunarLander.
         check_finite (bool): raise :class:`NonFiniteLossInputError` when the advantage, value
             target or log-prob holds NaN/inf. Defaults to ``True``. Skipped under ``torch.compile``.
         reduction (str): ``"none"``, ``"mean"`` (default) or ``"sum"``.
@@ -180,6 +199,8 @@ class AWRLoss(LossModule):
                 raise ValueError("AWRLoss: action_high must be > action_low in every dimension.")
             self.register_buffer("action_center", (high + low) / 2)
             self.register_buffer("action_half_range", (high - low) / 2)
+        # dist.logits are log-softmax normalised; the penalty is on the network's raw logits.
+        self._logits_key = _logits_key(actor_network) if logits_l2_coeff > 0 else None
 
     @property
     def in_keys(self):
@@ -307,9 +328,8 @@ class AWRLoss(LossModule):
         weight = raw_weight.clamp(max=self.max_weight)
 
         action = self._require(tensordict, keys.action, "the action taken, written by the policy")
-        dist = self.actor_network.get_dist(
-            tensordict.select(*self.actor_network.in_keys, strict=False)
-        )
+        actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
+        dist = self.actor_network.get_dist(actor_input)
         log_prob = dist.log_prob(action)
         if self.check_finite:
             _check_finite("log_prob", log_prob)
@@ -320,7 +340,7 @@ class AWRLoss(LossModule):
             )
         if self.logits_l2_coeff > 0:
             out["loss_logits_l2"] = self.logits_l2_coeff * self._reduce_loss(
-                0.5 * dist.logits.pow(2).sum(-1), tensordict
+                0.5 * actor_input.get(self._logits_key).pow(2).sum(-1), tensordict
             )
         with torch.no_grad():
             out.update(

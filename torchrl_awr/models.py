@@ -99,14 +99,16 @@ class GaussianHead(nn.Module):
     """Maps a mean in normalised action units to (loc, scale) in env units.
 
     The std is given in normalised units (the original's 0.4) and is a fixed buffer unless
-    ``learn_std``; unbounded action dimensions use centre 0 and half-range 1.
+    ``learn_std``; unbounded action dimensions (infinite bounds, or the dtype's extreme
+    values that torchrl's ``Unbounded`` spec reports) use centre 0 and half-range 1.
     """
 
     def __init__(self, low: torch.Tensor, high: torch.Tensor, std: float, learn_std: bool):
         super().__init__()
         if not std > 0:
             raise ValueError(f"GaussianHead: action std must be > 0, got {std}.")
-        bounded = torch.isfinite(low) & torch.isfinite(high)
+        limit = torch.finfo(low.dtype).max
+        bounded = (low.abs() < limit) & (high.abs() < limit)
         center = torch.where(bounded, (high + low) / 2, torch.zeros_like(low))
         half_range = torch.where(bounded, (high - low) / 2, torch.ones_like(low))
         self.register_buffer("center", center.float())

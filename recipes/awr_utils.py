@@ -1,0 +1,200 @@
+"""Small factories that turn the recipe's config into TorchRL components."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
+from torchrl.record.loggers import get_logger
+
+from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
+from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
+from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.trainer import AWRTrainerConfig
+
+COLLECTORS = ("single", "multi_sync", "multi_async")
+STORAGES = ("memory", "memmap")
+OPTIMIZERS = ("sgd", "adam")
+LOGGERS = ("csv", "tensorboard", "wandb", "none")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Every check that can fail fast, before any environment or network is built."""
+    _choice("collector.type", cfg.collector.type, COLLECTORS)
+    _choice("buffer.storage", cfg.buffer.storage, STORAGES)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("logger.backend", cfg.logger.backend, LOGGERS)
+    check_env_name(cfg.env.name)
+    positive = {
+        "collector.total_frames": cfg.collector.total_frames,
+        "collector.frames_per_batch": cfg.collector.frames_per_batch,
+        "buffer.size": cfg.buffer.size,
+        "train.batch_size": cfg.train.batch_size,
+        "env.num_envs": cfg.env.num_envs,
+        "optim.critic_lr": cfg.optim.critic_lr,
+        "optim.actor_lr": cfg.optim.actor_lr,
+    }
+    bad = [f"{name}={value}" for name, value in positive.items() if not value > 0]
+    if bad:
+        raise ValueError(f"These settings must be > 0: {', '.join(bad)}.")
+    if cfg.train.batch_size > cfg.buffer.size:
+        raise ValueError(
+            f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size "
+            f"({cfg.buffer.size})."
+        )
+    if cfg.collector.frames_per_batch % _envs_per_batch(cfg):
+        raise ValueError(
+            f"collector.frames_per_batch ({cfg.collector.frames_per_batch}) must be a multiple "
+            f"of the number of environments per batch ({_envs_per_batch(cfg)})."
+        )
+    if cfg.buffer.size < cfg.collector.frames_per_batch:
+        raise ValueError(
+            f"buffer.size ({cfg.buffer.size}) must hold at least one batch "
+            f"(collector.frames_per_batch={cfg.collector.frames_per_batch})."
+        )
+
+
+def _envs_per_batch(cfg: DictConfig) -> int:
+    workers = cfg.collector.num_workers if cfg.collector.type != "single" else 1
+    return workers * cfg.env.num_envs
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was requested but CUDA is not available; use cpu or auto.")
+    return device
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"Cannot create the output directory {directory}: {err}") from err
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(f"The output directory {directory} is not writable.")
+
+
+def make_models(cfg: DictConfig, env, device: torch.device):
+    """Actor and critic sharing one observation normaliser, as in the original."""
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    normalizer = ObservationNormalizer(obs_dim, max_samples=cfg.model.normalizer_samples)
+    actor = make_awr_actor(
+        obs_dim,
+        env.action_spec,
+        normalizer=normalizer,
+        hidden_sizes=list(cfg.model.hidden_sizes),
+        distribution=cfg.model.distribution,
+        action_std=cfg.model.action_std,
+        learn_std=cfg.model.learn_std,
+    ).to(device)
+    critic = make_awr_critic(
+        obs_dim,
+        normalizer=normalizer,
+        hidden_sizes=list(cfg.model.hidden_sizes),
+        value_scale=cfg.model.value_scale,
+    ).to(device)
+    return actor, critic, normalizer
+
+
+def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
+    """AWRLoss with the original's critic loss 0.5*MSE measured in V/value_scale units."""
+    bounded = cfg.loss.action_bound_coeff > 0
+    return AWRLoss(
+        actor,
+        critic,
+        beta=cfg.loss.beta,
+        max_weight=cfg.loss.max_weight,
+        critic_coeff=0.5 / cfg.model.value_scale**2,
+        loss_critic_type=cfg.loss.critic_type,
+        action_bound_coeff=cfg.loss.action_bound_coeff,
+        action_low=action_spec.space.low if bounded else None,
+        action_high=action_spec.space.high if bounded else None,
+        logits_l2_coeff=cfg.loss.logits_l2_coeff,
+    )
+
+
+def make_optimizers(cfg: DictConfig, loss: AWRLoss):
+    def build(params, lr):
+        if cfg.optim.name == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=cfg.optim.momentum, foreach=True)
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+    return (
+        build(loss.actor_network.parameters(), cfg.optim.actor_lr),
+        build(loss.critic_network.parameters(), cfg.optim.critic_lr),
+    )
+
+
+def make_collector(cfg: DictConfig, actor, device: torch.device):
+    """A TorchRL collector over batched envs; it runs until the trainer stops it."""
+    env_fn = functools.partial(make_env, cfg.env.name, num_envs=cfg.env.num_envs)
+    common = dict(
+        frames_per_batch=cfg.collector.frames_per_batch,
+        total_frames=-1,
+        storing_device=device,
+        policy_device=device,
+        auto_register_policy_transforms=False,
+    )
+    if cfg.collector.type == "single":
+        collector = Collector(make_env(cfg.env.name, num_envs=cfg.env.num_envs, seed=cfg.seed), actor, **common)
+    else:
+        collector_cls = MultiSyncCollector if cfg.collector.type == "multi_sync" else MultiAsyncCollector
+        collector = collector_cls([env_fn] * cfg.collector.num_workers, actor, **common)
+        collector.set_seed(cfg.seed)
+    return collector
+
+
+def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> TensorDictReplayBuffer:
+    """FIFO storage of ``buffer.size`` transitions kept as [time, env] (``ndim=2``)."""
+    if cfg.buffer.storage == "memory":
+        storage = LazyTensorStorage(cfg.buffer.size, device=device, ndim=2)
+    else:
+        scratch = Path(cfg.buffer.scratch_dir or run_dir / "buffer")
+        storage = LazyMemmapStorage(cfg.buffer.size, scratch_dir=scratch, device=device, ndim=2)
+    return TensorDictReplayBuffer(storage=storage, batch_size=cfg.train.batch_size)
+
+
+def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
+    if not cfg.eval.interval:
+        return None
+    num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
+    env = make_env(cfg.env.name, num_envs=num_envs, seed=cfg.seed + 10_000)
+    return Evaluator(
+        env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name)
+    )
+
+
+def make_logger(cfg: DictConfig, run_dir: Path):
+    if cfg.logger.backend == "none":
+        return None
+    kwargs = {}
+    if cfg.logger.backend == "wandb":
+        kwargs["wandb_kwargs"] = {"project": cfg.logger.project, "config": dict(cfg)}
+    return get_logger(cfg.logger.backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
+
+
+def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
+    return AWRTrainerConfig(
+        total_frames=cfg.collector.total_frames,
+        critic_steps=cfg.train.critic_steps,
+        actor_steps=cfg.train.actor_steps,
+        batch_size=cfg.train.batch_size,
+        gamma=cfg.loss.gamma,
+        lmbda=cfg.loss.lmbda,
+        eval_interval=cfg.eval.interval,
+        checkpoint_interval=cfg.checkpoint.interval,
+        log_interval=cfg.logger.log_interval,
+        compile=cfg.train.compile,
+    )

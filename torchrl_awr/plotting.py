@@ -1,0 +1,88 @@
+"""Learning curves from a run's CSV logs: ``python -m torchrl_awr.plotting RUN_DIR``."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+EVAL_RETURN = "eval/return_mean"
+TRAIN_RETURN = "train/return_mean"
+
+
+def read_scalar(run_dir: str | Path, name: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of one scalar logged by the CSV logger under ``run_dir``.
+
+    A resumed run may log a step twice; the last value wins.
+    """
+    files = sorted(Path(run_dir).glob(f"**/scalars/{name}.csv"))
+    points: dict[float, float] = {}
+    for file in files:
+        for line in file.read_text().splitlines():
+            step, value = line.split(",")
+            points[float(step)] = float(value)
+    steps = sorted(points)
+    return steps, [points[step] for step in steps]
+
+
+def plot_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    title: str = "",
+    reference: Mapping[float, tuple[float, float]] | None = None,
+) -> Path:
+    """Plots return curves (label -> (samples, returns)); ``reference`` maps samples to (mean, sd)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (steps, values) in curves.items():
+        ax.plot(steps, values, label=label)
+    if reference:
+        xs = sorted(reference)
+        ax.errorbar(
+            xs,
+            [reference[x][0] for x in xs],
+            yerr=[reference[x][1] for x in xs],
+            fmt="ks",
+            capsize=3,
+            label="original AWR (mean ± sd)",
+        )
+    ax.set_xlabel("environment samples")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: str | Path) -> Path | None:
+    """Writes ``learning_curve.png`` in ``run_dir`` from its logs; None when nothing was logged."""
+    curves = {
+        label: read_scalar(run_dir, name)
+        for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN))
+    }
+    curves = {label: curve for label, curve in curves.items() if curve[0]}
+    if not curves:
+        return None
+    return plot_curves(curves, Path(run_dir) / "learning_curve.png", title=Path(run_dir).name)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run_dir", help="a run directory written by recipes/mujoco_awr.py")
+    args = parser.parse_args(argv)
+    path = plot_run(args.run_dir)
+    if path is None:
+        raise SystemExit(f"No return logs under {args.run_dir}.")
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Value targets and advantages over a whole, time-ordered replay storage.
+
+The replay buffer keeps the collector's ``[n_envs, T]`` batches in a ring of shape
+``[capacity_T, n_envs]`` (a TorchRL storage with ``ndim=2``), so each column is one
+environment's transitions in time order, wrapped around at the write cursor. TD(lambda) needs
+them chronologically: we read the columns starting at the cursor, run TorchRL's vectorised
+TD(lambda) once over all environments, and scatter the result back. The newest step of every
+environment is treated as a cut (bootstrap V(s')) since its episode continues in the next
+batch; that target is recomputed, with the continuation, on the next iteration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torchrl.data import ReplayBuffer
+from torchrl.data.replay_buffers.storages import TensorStorage
+from torchrl.objectives.value.functional import vec_td_lambda_return_estimate
+
+ADVANTAGE_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class TargetKeys:
+    """Where the storage holds its inputs and receives the targets."""
+
+    observation: NestedKey = "observation"
+    reward: NestedKey = ("next", "reward")
+    done: NestedKey = ("next", "done")
+    terminated: NestedKey = ("next", "terminated")
+    next_observation: NestedKey = ("next", "observation")
+    value: NestedKey = "state_value"
+    value_target: NestedKey = "value_target"
+    advantage: NestedKey = "advantage"
+
+
+def td_lambda_returns(
+    reward: torch.Tensor,
+    next_value: torch.Tensor,
+    done: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    gamma: float,
+    lmbda: float,
+) -> torch.Tensor:
+    r"""TD(:math:`\lambda`) returns of ``[..., T, 1]`` sequences in time order.
+
+    :math:`G_t = r_t + \gamma[(1-\lambda)V(s_{t+1}) + \lambda G_{t+1}]` inside an episode;
+    :math:`G_t = r_t + \gamma V(s_{t+1})(1 - terminated_t)` at a done step and at the last step.
+    """
+    return vec_td_lambda_return_estimate(
+        gamma, lmbda, next_value, reward, done.bool(), terminated.bool(), time_dim=-2
+    )
+
+
+def storage_of(replay_buffer: ReplayBuffer) -> TensorStorage:
+    """The buffer's storage, checked to be a TensorDict storage usable for buffer-wide targets."""
+    storage = replay_buffer.storage
+    if not isinstance(storage, TensorStorage):
+        raise TypeError(
+            "AWR needs a TensorStorage (LazyTensorStorage or LazyMemmapStorage) to compute "
+            f"targets over the whole buffer; got {type(storage).__name__}."
+        )
+    if storage.ndim not in (1, 2):
+        raise ValueError(f"AWR expects a storage with ndim 1 or 2 (time[, env]); got {storage.ndim}.")
+    return storage
+
+
+def filled_storage(replay_buffer: ReplayBuffer) -> TensorDictBase:
+    """The filled rows of the storage as a ``[T, n_envs]`` TensorDict view (no copy)."""
+    storage = storage_of(replay_buffer)
+    rows = storage._len_along_dim0
+    if rows == 0:
+        raise ValueError("AWR: the replay buffer is empty; extend it with collected data first.")
+    data = storage._storage[:rows]
+    return data.unsqueeze(-1) if storage.ndim == 1 else data
+
+
+def chronological_rows(replay_buffer: ReplayBuffer) -> torch.Tensor:
+    """Row indices of the filled storage, oldest first (once full, the write cursor is the oldest)."""
+    storage = storage_of(replay_buffer)
+    rows = storage._len_along_dim0
+    order = torch.arange(rows)
+    if rows and rows == storage._storage.shape[0]:
+        order = (order + replay_buffer._writer._cursor) % rows
+    return order
+
+
+@torch.no_grad()
+def critic_values(
+    critic: TensorDictModuleBase, observation: torch.Tensor, value_key: NestedKey = "state_value"
+) -> torch.Tensor:
+    """The critic's values for observations of any leading shape, in one batched call."""
+    flat = observation.reshape(-1, observation.shape[-1])
+    inputs = TensorDict({critic.in_keys[0]: flat}, batch_size=flat.shape[:1], device=flat.device)
+    return critic(inputs).get(value_key).reshape(*observation.shape[:-1], -1)
+
+
+@torch.no_grad()
+def compute_buffer_targets(
+    replay_buffer: ReplayBuffer,
+    critic: TensorDictModuleBase,
+    *,
+    gamma: float = 0.99,
+    lmbda: float = 0.95,
+    standardize: bool = True,
+    keys: TargetKeys = TargetKeys(),
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Writes TD(lambda) value targets and advantages over the whole buffer, in place.
+
+    ``advantage = value_target - V(s)``, standardized over the buffer when ``standardize``.
+    The storage must already hold ``value_target`` and ``advantage`` entries (the trainer adds
+    zero placeholders to every batch before ``extend``). The arithmetic runs on ``device``
+    (default: the critic's). Returns detached summary statistics.
+    """
+    if device is None:
+        device = next(critic.parameters()).device
+    data = filled_storage(replay_buffer)
+    for key in (keys.observation, keys.next_observation, keys.reward, keys.done, keys.terminated,
+                keys.value_target, keys.advantage):
+        if key not in data.keys(True):
+            raise KeyError(
+                f"compute_buffer_targets: the replay storage has no {key!r} entry; present: "
+                f"{sorted(str(k) for k in data.keys(True, True))}."
+            )
+
+    def read(key: NestedKey) -> torch.Tensor:
+        return data.get(key).to(device, non_blocking=True)
+
+    value = critic_values(critic, read(keys.observation), keys.value)
+    next_value = critic_values(critic, read(keys.next_observation), keys.value)
+    rows = chronological_rows(replay_buffer).to(device)
+
+    def in_time(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[rows].transpose(0, 1)  # [n_envs, T, 1]
+
+    returns = td_lambda_returns(
+        in_time(read(keys.reward)),
+        in_time(next_value),
+        in_time(read(keys.done)),
+        in_time(read(keys.terminated)),
+        gamma=gamma,
+        lmbda=lmbda,
+    )
+    value_target = torch.empty_like(value)
+    value_target[rows] = returns.transpose(0, 1)
+    advantage = value_target - value
+    raw_mean, raw_std = advantage.mean(), advantage.std(unbiased=False)
+    if standardize:
+        advantage = (advantage - raw_mean) / (raw_std + ADVANTAGE_EPS)
+    data.get(keys.value_target).copy_(value_target.reshape(data.get(keys.value_target).shape))
+    data.get(keys.advantage).copy_(advantage.reshape(data.get(keys.advantage).shape))
+    return {
+        "value_mean": value.mean(),
+        "value_target_mean": value_target.mean(),
+        "advantage_raw_mean": raw_mean,
+        "advantage_raw_std": raw_std,
+        "buffer_explained_variance": 1
+        - (value_target - value).var(unbiased=False) / value_target.var(unbiased=False).clamp_min(1e-8),
+    }

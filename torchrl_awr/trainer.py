@@ -1,0 +1,378 @@
+"""The AWR iteration: collect, buffer-wide targets, critic phase, advantages, actor phase.
+
+:class:`AWRTrainer` takes its components as objects (any TorchRL collector yielding
+``[n_envs, T]`` batches, a ``TensorDictReplayBuffer`` over a ``ndim=2`` TensorStorage, an
+:class:`~torchrl_awr.AWRLoss`, two optimizers), so each can be swapped without touching the
+algorithm. Numbers default to the original implementation's.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.collectors import BaseCollector
+from torchrl.data import ReplayBuffer
+from torchrl.record.loggers import Logger
+from tqdm.auto import tqdm
+
+from torchrl_awr.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.loss import AWRLoss
+from torchrl_awr.models import ObservationNormalizer
+from torchrl_awr.targets import TargetKeys, compute_buffer_targets, filled_storage, storage_of
+
+
+@dataclass
+class AWRTrainerConfig:
+    """The iteration's numbers; defaults are the original AWR's."""
+
+    total_frames: int = 1_000_000
+    reference_frames_per_iteration: int = 2048
+    critic_steps: int = 200
+    actor_steps: int = 1000
+    batch_size: int = 256
+    gamma: float = 0.99
+    lmbda: float = 0.95
+    eval_interval: int = 50
+    checkpoint_interval: int = 50
+    log_interval: int = 1
+    compile: bool = False
+
+    def validate(self) -> None:
+        checks = {
+            "total_frames": self.total_frames > 0,
+            "reference_frames_per_iteration": self.reference_frames_per_iteration > 0,
+            "critic_steps": self.critic_steps >= 0,
+            "actor_steps": self.actor_steps >= 0,
+            "batch_size": self.batch_size > 0,
+            "gamma": 0 <= self.gamma <= 1,
+            "lmbda": 0 <= self.lmbda <= 1,
+            "eval_interval": self.eval_interval >= 0,
+            "checkpoint_interval": self.checkpoint_interval >= 0,
+            "log_interval": self.log_interval > 0,
+        }
+        bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                "Invalid trainer settings: " + ", ".join(bad) + " (frames and batch size must be "
+                "> 0, step counts and intervals >= 0, gamma and lmbda in [0, 1])."
+            )
+
+
+def epoch_indices(
+    num_items: int, num_batches: int, batch_size: int, generator: torch.Generator, device
+) -> torch.Tensor:
+    """``[num_batches, batch_size]`` indices walking through shuffled passes over the items.
+
+    As the original: shuffle, slice consecutively, reshuffle when a pass is used up.
+    """
+    needed = num_batches * batch_size
+    passes = math.ceil(needed / num_items)
+    order = torch.cat([torch.randperm(num_items, generator=generator) for _ in range(passes)])
+    return order[:needed].view(num_batches, batch_size).to(device)
+
+
+def _sum_losses(losses: TensorDictBase) -> torch.Tensor:
+    return sum(value for key, value in losses.items() if key.startswith("loss_"))
+
+
+class AWRTrainer:
+    """Runs AWR iterations until ``config.total_frames`` samples have been collected.
+
+    Args:
+        collector: yields batches of ``[n_envs, T]`` (a ``[T]`` batch is taken as one env).
+            It must not stop before ``total_frames`` (create it with ``total_frames=-1``).
+        replay_buffer: a ``TensorDictReplayBuffer`` whose storage has ``ndim=2`` (or 1 for a
+            single env); trajectories are kept in time order per env.
+        loss_module: the :class:`AWRLoss`; its ``actor_network``/``critic_network`` are trained.
+        actor_optimizer, critic_optimizer: optimizers over the two networks' parameters.
+        normalizer: the observation normaliser fed with every collected batch until frozen.
+        evaluator: runs the deterministic evaluation every ``config.eval_interval`` iterations.
+        logger: a TorchRL logger (CSV, TensorBoard, W&B, ...).
+        checkpoint_path: where checkpoints go; ``save_buffer`` also dumps the replay buffer
+            next to it so a resume continues with the same data.
+        device: where targets and updates run. Defaults to the critic's device.
+        seed: seeds the minibatch generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        collector: BaseCollector,
+        replay_buffer: ReplayBuffer,
+        loss_module: AWRLoss,
+        actor_optimizer: torch.optim.Optimizer,
+        critic_optimizer: torch.optim.Optimizer,
+        config: AWRTrainerConfig | None = None,
+        normalizer: ObservationNormalizer | None = None,
+        evaluator: Evaluator | None = None,
+        logger: Logger | None = None,
+        checkpoint_path: str | Path | None = None,
+        save_buffer: bool = False,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        target_keys: TargetKeys = TargetKeys(),
+    ):
+        self.config = config or AWRTrainerConfig()
+        self.config.validate()
+        storage = storage_of(replay_buffer)
+        self._storage_ndim = storage.ndim
+        if self.config.batch_size > storage.max_size:
+            raise ValueError(
+                f"batch_size ({self.config.batch_size}) is larger than the replay buffer "
+                f"({storage.max_size} transitions)."
+            )
+        self.collector = collector
+        self.replay_buffer = replay_buffer
+        self.loss_module = loss_module
+        self.actor_optimizer = actor_optimizer
+        self.critic_optimizer = critic_optimizer
+        self.normalizer = normalizer
+        self.evaluator = evaluator
+        self.logger = logger
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.save_buffer = save_buffer
+        self.device = torch.device(device) if device is not None else next(
+            loss_module.critic_network.parameters()
+        ).device
+        self.progress = progress
+        self.keys = target_keys
+        self.generator = torch.Generator().manual_seed(seed)
+        self.frames = 0
+        self.iteration = 0
+        self.wall_time = 0.0
+        self.last_eval: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self._critic_step = self._make_step(loss_module.critic_loss, critic_optimizer)
+        self._actor_step = self._make_step(loss_module.actor_loss, actor_optimizer)
+
+    # ------------------------------------------------------------------ updates
+    def _make_step(self, loss_fn: Callable, optimizer: torch.optim.Optimizer) -> Callable:
+        def step(batch: TensorDictBase) -> TensorDictBase:
+            losses = loss_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+            _sum_losses(losses).backward()
+            optimizer.step()
+            return losses.detach()
+
+        if self.config.compile:
+            return torch.compile(step, dynamic=False)
+        return step
+
+    def _run_phase(self, step: Callable, keys: list, num_steps: int) -> dict[str, float]:
+        """``num_steps`` optimizer steps on shuffled minibatches of the filled buffer."""
+        if num_steps == 0:
+            return {}
+        data = filled_storage(self.replay_buffer).select(*keys).reshape(-1)
+        indices = epoch_indices(
+            data.shape[0], num_steps, self.config.batch_size, self.generator, data.device
+        )
+        results = []
+        chunk = max(1, 65536 // self.config.batch_size)
+        for start in range(0, num_steps, chunk):
+            batches = data[indices[start : start + chunk]].to(self.device, non_blocking=True)
+            for batch in batches.unbind(0):
+                results.append(step(batch))
+        return {key: value.item() for key, value in torch.stack(results).mean().items()}
+
+    def _targets(self) -> dict[str, float]:
+        stats = compute_buffer_targets(
+            self.replay_buffer,
+            self.loss_module.critic_network,
+            gamma=self.config.gamma,
+            lmbda=self.config.lmbda,
+            standardize=True,
+            keys=self.keys,
+            device=self.device,
+        )
+        return {key: value.item() for key, value in stats.items()}
+
+    # ------------------------------------------------------------------ iteration
+    def _prepare_batch(self, batch: TensorDictBase) -> TensorDictBase:
+        if batch.ndim == 1:
+            batch = batch.unsqueeze(0)
+        if self._storage_ndim == 1 and batch.shape[0] != 1:
+            raise ValueError(
+                f"The collector yields {batch.shape[0]} environments per batch but the replay "
+                "storage has ndim=1; create it with ndim=2 to keep each env's time order."
+            )
+        if self.keys.observation not in batch.keys(True):
+            raise KeyError(
+                f"The collected batch has no {self.keys.observation!r}; keys: "
+                f"{sorted(str(k) for k in batch.keys(True, True))}."
+            )
+        zeros = torch.zeros(*batch.shape, 1, device=batch.device)
+        batch.set(self.keys.value_target, zeros)
+        batch.set(self.keys.advantage, zeros.clone())
+        return batch
+
+    def _iterate(self, batch: TensorDictBase) -> dict[str, float]:
+        timings: dict[str, float] = {}
+        tic = time.perf_counter()
+        batch = self._prepare_batch(batch)
+        new_frames = batch.numel()
+        if self.normalizer is not None and not self.normalizer.frozen:
+            self.normalizer.update(batch.get(self.keys.observation).to(self.normalizer.loc.device))
+        self.replay_buffer.extend(batch if self._storage_ndim == 2 else batch.squeeze(0))
+        self.frames += new_frames
+        self.iteration += 1
+        scale = new_frames / self.config.reference_frames_per_iteration
+        critic_steps = math.ceil(self.config.critic_steps * scale)
+        actor_steps = math.ceil(self.config.actor_steps * scale)
+        timings["time/buffer"] = time.perf_counter() - tic
+
+        tic = time.perf_counter()
+        self._targets()
+        timings["time/targets"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        critic_keys = [self.keys.observation, self.keys.value_target]
+        metrics = self._run_phase(self._critic_step, critic_keys, critic_steps)
+        timings["time/critic"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        metrics.update(self._targets())
+        timings["time/targets"] += time.perf_counter() - tic
+        tic = time.perf_counter()
+        actor_keys = [
+            *self.loss_module.actor_network.in_keys,
+            self.loss_module.tensor_keys.action,
+            self.keys.advantage,
+        ]
+        metrics.update(self._run_phase(self._actor_step, actor_keys, actor_steps))
+        timings["time/actor"] = time.perf_counter() - tic
+        self.collector.update_policy_weights_()
+
+        metrics.update(self._train_returns(batch))
+        metrics.update(
+            {
+                "frames": self.frames,
+                "iteration": self.iteration,
+                "critic_steps": critic_steps,
+                "actor_steps": actor_steps,
+                "buffer_size": len(self.replay_buffer),
+            }
+        )
+        if self.normalizer is not None:
+            metrics["normalizer_samples"] = self.normalizer.count.item()
+        return {**metrics, **timings}
+
+    def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
+        done = batch.get(("next", "done"))
+        episode_reward = batch.get(("next", "episode_reward"), None)
+        if episode_reward is None or not done.any():
+            return {}
+        finished = episode_reward[done]
+        return {"train/return_mean": finished.mean().item(), "train/episodes": float(finished.numel())}
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> list[dict[str, float]]:
+        """Runs to ``total_frames``; Ctrl-C (or SIGTERM) saves a checkpoint and returns."""
+        config = self.config
+        bar = tqdm(
+            total=config.total_frames,
+            initial=min(self.frames, config.total_frames),
+            unit="samples",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        collector_iter = iter(self.collector)
+        try:
+            while self.frames < config.total_frames:
+                start = time.perf_counter()
+                tic = time.perf_counter()
+                batch = next(collector_iter)
+                collect_time = time.perf_counter() - tic
+                frames_before = self.frames
+                metrics = self._iterate(batch)
+                metrics["time/collect"] = collect_time
+                if config.eval_interval and self.evaluator is not None and (
+                    self.iteration % config.eval_interval == 0 or self.frames >= config.total_frames
+                ):
+                    tic = time.perf_counter()
+                    self.last_eval = self.evaluator()
+                    metrics.update(self.last_eval)
+                    metrics["time/eval"] = time.perf_counter() - tic
+                if config.checkpoint_interval and self.checkpoint_path is not None and (
+                    self.iteration % config.checkpoint_interval == 0 or self.frames >= config.total_frames
+                ):
+                    tic = time.perf_counter()
+                    self.save(self.checkpoint_path)
+                    metrics["time/checkpoint"] = time.perf_counter() - tic
+                self.wall_time += time.perf_counter() - start
+                metrics["wall_time"] = self.wall_time
+                self._log(metrics)
+                bar.update(self.frames - frames_before)
+                bar.set_postfix(
+                    iter=self.iteration,
+                    eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
+                    train=f"{metrics.get('train/return_mean', float('nan')):.1f}",
+                )
+        except KeyboardInterrupt:
+            if self.checkpoint_path is not None:
+                self.save(self.checkpoint_path)
+                bar.write(f"Interrupted: checkpoint saved to {self.checkpoint_path}")
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            bar.close()
+        return self.history
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        self.history.append(metrics)
+        if self.logger is None:
+            return
+        if self.iteration % self.config.log_interval and "eval/return_mean" not in metrics:
+            return
+        for key, value in metrics.items():
+            self.logger.log_scalar(key, value, step=self.frames)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "loss_module": self.loss_module.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "counters": {
+                "frames": self.frames,
+                "iteration": self.iteration,
+                "wall_time": self.wall_time,
+                "last_eval": self.last_eval,
+            },
+            "generator": self.generator.get_state(),
+            "rng": rng_state(),
+            "config": asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_module.load_state_dict(state["loss_module"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        counters = state["counters"]
+        self.frames = counters["frames"]
+        self.iteration = counters["iteration"]
+        self.wall_time = counters["wall_time"]
+        self.last_eval = counters["last_eval"]
+        self.generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        self.collector.update_policy_weights_()
+
+    def save(self, path: str | Path) -> None:
+        """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``)."""
+        save_checkpoint(
+            self.state_dict(), path, replay_buffer=self.replay_buffer if self.save_buffer else None
+        )
+
+    def load(self, path: str | Path, *, load_buffer: bool = False) -> None:
+        """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``)."""
+        state = load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None)
+        self.load_state_dict(state)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt

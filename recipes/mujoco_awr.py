@@ -2,7 +2,10 @@
 
     python recipes/mujoco_awr.py                                  # HalfCheetah-v5, 1M samples
     python recipes/mujoco_awr.py task=hopper seed=3 collector.total_frames=2_000_000
-    python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt
+    python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt collector.total_frames=2e6
+
+A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
+line replace them.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -92,10 +96,22 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The resumed run's saved config, with the keys set on this command line taken from ``cfg``."""
+    saved = Path(cfg.resume).resolve().parent / "config.yaml"
+    if not saved.is_file():
+        return cfg
+    resumed = OmegaConf.merge(cfg, OmegaConf.load(saved))
+    for override in OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task):
+        key = override.key_or_group
+        OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    return resumed
+
+
 @hydra.main(config_path="config", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        run(cfg, run_dir_of(cfg))
+        run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
     except (ValueError, KeyError, ImportError, PermissionError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

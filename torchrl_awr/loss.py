@@ -192,6 +192,9 @@ class AWRLoss(LossModule):
         self.register_coeff_buffer("critic_coeff", float(critic_coeff), device=device)
         self.register_coeff_buffer("action_bound_coeff", float(action_bound_coeff), device=device)
         self.register_coeff_buffer("logits_l2_coeff", float(logits_l2_coeff), device=device)
+        # Python flags, so that the branches below do not read tensors (no graph breaks).
+        self._use_action_bound = action_bound_coeff > 0
+        self._use_logits_l2 = logits_l2_coeff > 0
         if action_bound_coeff > 0:
             low = torch.as_tensor(action_low, dtype=torch.float32, device=device)
             high = torch.as_tensor(action_high, dtype=torch.float32, device=device)
@@ -218,9 +221,9 @@ class AWRLoss(LossModule):
     @property
     def out_keys(self):
         keys = ["loss_actor", "loss_critic"]
-        if self.action_bound_coeff > 0:
+        if self._use_action_bound:
             keys.append("loss_action_bound")
-        if self.logits_l2_coeff > 0:
+        if self._use_logits_l2:
             keys.append("loss_logits_l2")
         return keys + [
             "weight_mean",
@@ -334,11 +337,11 @@ class AWRLoss(LossModule):
         if self.check_finite:
             _check_finite("log_prob", log_prob)
         out = {"loss_actor": self._reduce_loss(-(weight * log_prob), tensordict)}
-        if self.action_bound_coeff > 0:
+        if self._use_action_bound:
             out["loss_action_bound"] = self.action_bound_coeff * self._reduce_loss(
                 self._action_bound_penalty(dist), tensordict
             )
-        if self.logits_l2_coeff > 0:
+        if self._use_logits_l2:
             out["loss_logits_l2"] = self.logits_l2_coeff * self._reduce_loss(
                 0.5 * actor_input.get(self._logits_key).pow(2).sum(-1), tensordict
             )

@@ -69,10 +69,15 @@ def storage_of(replay_buffer: ReplayBuffer) -> TensorStorage:
     return storage
 
 
+def filled_rows(storage: TensorStorage) -> int:
+    """Rows written along the time dim (a lazy ``ndim=2`` storage reports None before any write)."""
+    return storage._len_along_dim0 or 0
+
+
 def filled_storage(replay_buffer: ReplayBuffer) -> TensorDictBase:
     """The filled rows of the storage as a ``[T, n_envs]`` TensorDict view (no copy)."""
     storage = storage_of(replay_buffer)
-    rows = storage._len_along_dim0
+    rows = filled_rows(storage)
     if rows == 0:
         raise ValueError("AWR: the replay buffer is empty; extend it with collected data first.")
     data = storage._storage[:rows]
@@ -82,11 +87,21 @@ def filled_storage(replay_buffer: ReplayBuffer) -> TensorDictBase:
 def chronological_rows(replay_buffer: ReplayBuffer) -> torch.Tensor:
     """Row indices of the filled storage, oldest first (once full, the write cursor is the oldest)."""
     storage = storage_of(replay_buffer)
-    rows = storage._len_along_dim0
+    rows = filled_rows(storage)
     order = torch.arange(rows)
     if rows and rows == storage._storage.shape[0]:
         order = (order + replay_buffer._writer._cursor) % rows
     return order
+
+
+def _check_finite_targets(value_target: torch.Tensor, advantage: torch.Tensor) -> None:
+    """Refuses to write NaN/inf targets: they would silently poison every later update."""
+    if not (torch.isfinite(value_target).all() and torch.isfinite(advantage).all()):
+        raise FloatingPointError(
+            "AWR: non-finite value targets or advantages over the replay buffer "
+            f"({(~torch.isfinite(value_target)).sum().item()} bad targets); the rewards, "
+            "observations or critic contain NaN/inf."
+        )
 
 
 @torch.no_grad()
@@ -149,6 +164,7 @@ def compute_buffer_targets(
     value_target = torch.empty_like(value)
     value_target[rows] = returns.transpose(0, 1)
     advantage = value_target - value
+    _check_finite_targets(value_target, advantage)
     raw_mean, raw_std = advantage.mean(), advantage.std(unbiased=False)
     if standardize:
         advantage = (advantage - raw_mean) / (raw_std + ADVANTAGE_EPS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,6 +77,23 @@ def epoch_indices(
     passes = math.ceil(needed / num_items)
     order = torch.cat([torch.randperm(num_items, generator=generator) for _ in range(passes)])
     return order[:needed].view(num_batches, batch_size).to(device)
+
+
+def _compile_with_fallback(fn: Callable) -> Callable:
+    """``torch.compile(fn)``, replaced by ``fn`` itself (with a warning) if compilation fails."""
+    current = [torch.compile(fn, dynamic=False)]
+
+    def call(*args):
+        if current[0] is fn:
+            return fn(*args)
+        try:
+            return current[0](*args)
+        except (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.InductorError) as err:
+            warnings.warn(f"torch.compile failed, using eager updates instead: {err}", stacklevel=2)
+            current[0] = fn
+            return fn(*args)
+
+    return call
 
 
 def _sum_losses(losses: TensorDictBase) -> torch.Tensor:
@@ -155,15 +173,23 @@ class AWRTrainer:
 
     # ------------------------------------------------------------------ updates
     def _make_step(self, loss_fn: Callable, optimizer: torch.optim.Optimizer) -> Callable:
-        def step(batch: TensorDictBase) -> TensorDictBase:
+        """One optimizer step on a minibatch; with ``config.compile`` the loss and its backward
+        pass run as one compiled graph (the optimizer's foreach update stays eager)."""
+
+        def loss_and_backward(batch: TensorDictBase) -> TensorDictBase:
             losses = loss_fn(batch)
-            optimizer.zero_grad(set_to_none=True)
             _sum_losses(losses).backward()
-            optimizer.step()
             return losses.detach()
 
         if self.config.compile:
-            return torch.compile(step, dynamic=False)
+            loss_and_backward = _compile_with_fallback(loss_and_backward)
+
+        def step(batch: TensorDictBase) -> TensorDictBase:
+            optimizer.zero_grad(set_to_none=True)
+            losses = loss_and_backward(batch)
+            optimizer.step()
+            return losses
+
         return step
 
     def _run_phase(self, step: Callable, keys: list, num_steps: int) -> dict[str, float]:
@@ -180,7 +206,14 @@ class AWRTrainer:
             batches = data[indices[start : start + chunk]].to(self.device, non_blocking=True)
             for batch in batches.unbind(0):
                 results.append(step(batch))
-        return {key: value.item() for key, value in torch.stack(results).mean().items()}
+        means = {key: value.item() for key, value in torch.stack(results).mean().items()}
+        bad = [key for key, value in means.items() if key.startswith("loss_") and not math.isfinite(value)]
+        if bad:
+            raise FloatingPointError(
+                f"AWR: non-finite {', '.join(bad)} at iteration {self.iteration}; stopping before "
+                "the diverged networks reach a checkpoint."
+            )
+        return means
 
     def _targets(self) -> dict[str, float]:
         stats = compute_buffer_targets(

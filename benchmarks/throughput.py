@@ -1,0 +1,227 @@
+"""Trainer throughput against this machine's floor, measured in one run.
+
+    python benchmarks/throughput.py --task hopper --iterations 30
+    python benchmarks/throughput.py --smoke            # tiny, for CI: checks that it works
+
+The trainer runs ``--iterations`` AWR iterations with the recipe's default config (plus any
+Hydra-style ``--override key=value``). The floor, measured in the same process, is what no
+implementation of this config can beat on this machine: raw gymnasium stepping of the task with
+the same policy MLP in a tight loop, plus the same number of critic and actor SGD steps on
+pre-made tensors in the fastest plain-PyTorch loop (eager or compiled, whichever is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+
+from awr_utils import (  # noqa: E402
+    make_collector,
+    make_evaluator,
+    make_loss,
+    make_models,
+    make_optimizers,
+    make_replay_buffer,
+    make_trainer_config,
+    resolve_device,
+)
+
+from torchrl_awr.envs import make_env  # noqa: E402
+from torchrl_awr.models import make_mlp  # noqa: E402
+from torchrl_awr.trainer import AWRTrainer  # noqa: E402
+
+PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint")
+
+
+def load_config(task: str, overrides: list[str]):
+    with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
+        return compose("config", overrides=[f"task={task}", "progress=false", *overrides])
+
+
+def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
+    """Runs the real trainer; returns wall time per phase and per iteration, after a warm-up."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    spec_env = make_env(cfg.env.name)
+    actor, critic, normalizer = make_models(cfg, spec_env, device)
+    loss = make_loss(cfg, actor, critic, spec_env.action_spec)
+    actor_opt, critic_opt = make_optimizers(cfg, loss)
+    trainer_cfg = make_trainer_config(cfg)
+    warmup = 2
+    trainer_cfg.total_frames = (iterations + warmup) * cfg.collector.frames_per_batch
+    trainer_cfg.eval_interval = 0
+    trainer_cfg.checkpoint_interval = 0
+    collector = make_collector(cfg, actor, device)
+    evaluator = make_evaluator(cfg, actor)
+    trainer = AWRTrainer(
+        collector=collector,
+        replay_buffer=make_replay_buffer(cfg, run_dir, device),
+        loss_module=loss,
+        actor_optimizer=actor_opt,
+        critic_optimizer=critic_opt,
+        config=trainer_cfg,
+        normalizer=normalizer,
+        checkpoint_path=run_dir / "checkpoint.pt",
+        device=device,
+        seed=cfg.seed,
+        progress=False,
+    )
+    full_history = trainer.train()
+    history = full_history[warmup:]
+    tic = time.perf_counter()
+    trainer.save(run_dir / "checkpoint.pt")
+    checkpoint_time = time.perf_counter() - tic
+    eval_time = 0.0
+    if evaluator is not None:
+        tic = time.perf_counter()
+        evaluator()
+        eval_time = time.perf_counter() - tic
+    collector.shutdown()
+    frames = cfg.collector.frames_per_batch * len(history)
+    phases = {phase: sum(h.get(f"time/{phase}", 0.0) for h in history) for phase in PHASES}
+    train_seconds = full_history[-1]["wall_time"] - full_history[warmup - 1]["wall_time"]
+    phases["other"] = train_seconds - sum(phases.values())
+    iterations_per_million = 1e6 / cfg.collector.frames_per_batch
+    per_million = {
+        "eval": eval_time * (iterations_per_million / cfg.eval.interval if cfg.eval.interval else 0),
+        "checkpoint": checkpoint_time
+        * (iterations_per_million / cfg.checkpoint.interval if cfg.checkpoint.interval else 0),
+    }
+    return {
+        "frames": frames,
+        "train_seconds": train_seconds,
+        "critic_steps": sum(h["critic_steps"] for h in history),
+        "actor_steps": sum(h["actor_steps"] for h in history),
+        "phase_seconds": phases,
+        "eval_seconds_each": eval_time,
+        "extra_seconds_per_million": per_million,
+    }
+
+
+def measure_env_floor(env_name: str, frames: int, obs_dim: int, act_dim: int, hidden) -> float:
+    """Seconds for ``frames`` raw gymnasium steps, the policy MLP choosing every action."""
+    env = gym.make(env_name)
+    policy = make_mlp(obs_dim, hidden, act_dim)
+    obs, _ = env.reset(seed=0)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    tic = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(frames):
+            out = policy(torch.as_tensor(obs, dtype=torch.float32))
+            action = int(out.argmax()) if discrete else (out + 0.4 * torch.randn_like(out)).numpy()
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                obs, _ = env.reset()
+    return time.perf_counter() - tic
+
+
+def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, compiled: bool) -> float:
+    """Seconds for ``steps`` SGD steps of the plain-PyTorch loss on pre-made minibatches."""
+    net = make_mlp(obs_dim, hidden, out_dim)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, foreach=True)
+    batches = 64
+    obs = torch.randn(batches, 256, obs_dim)
+    target = torch.randn(batches, 256, out_dim)
+    weight = torch.rand(batches, 256)
+
+    def loss_and_backward(o, t, w):
+        out = net(o)
+        if kind == "critic":
+            loss = 0.5 * (out - t).pow(2).mean()
+        else:
+            log_prob = -0.5 * ((t - out) / 0.4).pow(2).sum(-1)
+            loss = -(w * log_prob).mean() + 5.0 * (out.abs() - 1).clamp(min=0).pow(2).sum(-1).mean()
+        loss.backward()
+
+    fn = torch.compile(loss_and_backward, dynamic=False) if compiled else loss_and_backward
+    for i in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        fn(obs[i], target[i], weight[i])
+        optimizer.step()
+    tic = time.perf_counter()
+    for i in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        fn(obs[i % batches], target[i % batches], weight[i % batches])
+        optimizer.step()
+    return time.perf_counter() - tic
+
+
+def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden) -> dict:
+    best = {}
+    for kind, steps, out_dim in (("critic", critic_steps, 1), ("actor", actor_steps, act_dim)):
+        best[kind] = min(
+            _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, compiled)
+            for compiled in (False, True)
+        )
+    return best
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="hopper", help="a recipe task preset (default: hopper)")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the harness")
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument("--run-dir", default="/tmp/awr_throughput")
+    args = parser.parse_args(argv)
+    overrides = list(args.override)
+    if args.smoke:
+        args.iterations = 1
+        overrides += [
+            "collector.frames_per_batch=256", "env.num_envs=4", "train.critic_steps=20",
+            "train.actor_steps=40", "eval.episodes=2", "eval.num_envs=2",
+        ]
+    cfg = load_config(args.task, overrides)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    trainer = measure_trainer(cfg, args.iterations, run_dir)
+    spec_env = make_env(cfg.env.name)
+    obs_dim = spec_env.observation_spec["observation"].shape[-1]
+    act_dim = spec_env.action_spec.shape[-1]
+    spec_env.close()
+    hidden = list(cfg.model.hidden_sizes)
+    env_floor = measure_env_floor(cfg.env.name, trainer["frames"], obs_dim, act_dim, hidden)
+    update_floor = measure_update_floor(trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden)
+    floor = env_floor + sum(update_floor.values())
+    scale = 1e6 / trainer["frames"]
+    extra = sum(trainer["extra_seconds_per_million"].values())
+    result = {
+        "task": cfg.env.name,
+        "device": str(resolve_device(cfg.device)),
+        "threads": cfg.threads,
+        "iterations": args.iterations,
+        "frames": trainer["frames"],
+        "samples_per_second": trainer["frames"] / trainer["train_seconds"],
+        "minutes_per_million_without_eval": trainer["train_seconds"] * scale / 60,
+        "minutes_per_million_with_eval": (trainer["train_seconds"] * scale + extra) / 60,
+        "critic_steps_per_second": trainer["critic_steps"] / max(trainer["phase_seconds"]["critic"], 1e-9),
+        "actor_steps_per_second": trainer["actor_steps"] / max(trainer["phase_seconds"]["actor"], 1e-9),
+        "phase_share": {k: v / trainer["train_seconds"] for k, v in trainer["phase_seconds"].items()},
+        "eval_seconds_each": trainer["eval_seconds_each"],
+        "floor_seconds": {"env": env_floor, **update_floor},
+        "floor_minutes_per_million": floor * scale / 60,
+        "ratio_trainer_to_floor": trainer["train_seconds"] / floor,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "overrides": overrides,
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

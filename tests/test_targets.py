@@ -1,0 +1,198 @@
+"""Buffer-wide TD(lambda) targets over a time-ordered ring storage, against a Python loop."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+from torchrl.data import LazyTensorStorage, ListStorage, ReplayBuffer, TensorDictReplayBuffer
+from torchrl.modules import ValueOperator
+
+from torchrl_awr.targets import (
+    ADVANTAGE_EPS,
+    chronological_rows,
+    compute_buffer_targets,
+    td_lambda_returns,
+)
+
+OBS_DIM = 3
+GAMMA, LMBDA = 0.9, 0.8
+
+
+def linear_critic() -> ValueOperator:
+    """A deterministic V(s) = s . w + b."""
+    layer = nn.Linear(OBS_DIM, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, -1.0, 2.0]]))
+        layer.bias.fill_(0.25)
+    return ValueOperator(layer, in_keys=["observation"])
+
+
+def value_of(obs: torch.Tensor) -> float:
+    return float(obs.double() @ torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64) + 0.25)
+
+
+def random_steps(n_envs: int, steps: int, generator: torch.Generator, placeholders: bool = True):
+    """``[n_envs, steps]`` transitions with ~15% terminations and ~15% truncations."""
+    u = torch.rand(n_envs, steps, 1, generator=generator)
+    terminated = u < 0.15
+    truncated = (u >= 0.15) & (u < 0.3)
+    data = {
+        "observation": torch.randn(n_envs, steps, OBS_DIM, generator=generator),
+        "next": {
+            "observation": torch.randn(n_envs, steps, OBS_DIM, generator=generator),
+            "reward": torch.randn(n_envs, steps, 1, generator=generator),
+            "done": terminated | truncated,
+            "terminated": terminated,
+        },
+    }
+    if placeholders:
+        data["value_target"] = torch.zeros(n_envs, steps, 1)
+        data["advantage"] = torch.zeros(n_envs, steps, 1)
+    return TensorDict(data, [n_envs, steps])
+
+
+def reference_returns(steps: list[TensorDict]) -> list[float]:
+    """TD(lambda) of one env's chronological steps by a plain backward loop.
+
+    Terminated: bootstrap 0; truncated (done, not terminated): bootstrap V(s'); the newest step
+    is a cut: bootstrap V(s') and no continuation.
+    """
+    returns = [0.0] * len(steps)
+    following = None
+    for t in reversed(range(len(steps))):
+        step = steps[t]
+        reward = float(step["next", "reward"])
+        next_value = value_of(step["next", "observation"])
+        if bool(step["next", "terminated"]):
+            g = reward
+        elif bool(step["next", "done"]) or following is None:
+            g = reward + GAMMA * next_value
+        else:
+            g = reward + GAMMA * ((1 - LMBDA) * next_value + LMBDA * following)
+        returns[t] = g
+        following = g
+    return returns
+
+
+def test_td_lambda_returns_matches_loop():
+    g = torch.Generator().manual_seed(1)
+    batch = random_steps(2, 9, g)
+    with torch.no_grad():
+        next_value = linear_critic()(batch["next"].clone())["state_value"]
+    returns = td_lambda_returns(
+        batch["next", "reward"],
+        next_value,
+        batch["next", "done"],
+        batch["next", "terminated"],
+        gamma=GAMMA,
+        lmbda=LMBDA,
+    )
+    for env in range(2):
+        expected = reference_returns(list(batch[env].unbind(0)))
+        torch.testing.assert_close(
+            returns[env, :, 0].double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("n_envs,capacity_t,steps,batches", [(3, 7, 3, 9), (2, 5, 4, 6), (4, 30, 5, 3)])
+def test_buffer_targets_match_python_loop(n_envs, capacity_t, steps, batches):
+    """Several envs, a ring that wraps several times (cursor mid-array), terminations, truncations."""
+    g = torch.Generator().manual_seed(n_envs * 100 + capacity_t)
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity_t * n_envs, ndim=2))
+    history = []
+    for _ in range(batches):
+        batch = random_steps(n_envs, steps, g)
+        history.append(batch)
+        rb.extend(batch)
+    full = torch.cat(history, dim=1)  # [n_envs, all steps] in time order
+    total = full.shape[1]
+    kept = min(total, capacity_t)
+    assert len(rb) == kept * n_envs
+
+    critic = linear_critic()
+    stats = compute_buffer_targets(rb, critic, gamma=GAMMA, lmbda=LMBDA, standardize=False)
+    storage = rb.storage._storage[:kept]  # [T, n_envs]
+
+    expected_target = torch.zeros(kept, n_envs, dtype=torch.float64)
+    expected_value = torch.zeros(kept, n_envs, dtype=torch.float64)
+    for env in range(n_envs):
+        steps_kept = list(full[env, total - kept :].unbind(0))
+        for t, g_t in zip(range(total - kept, total), reference_returns(steps_kept)):
+            row = t % capacity_t
+            expected_target[row, env] = g_t
+            expected_value[row, env] = value_of(full[env, t]["observation"])
+    # The storage rows hold the transitions we think they do.
+    for env in range(n_envs):
+        for t in range(total - kept, total):
+            torch.testing.assert_close(storage[t % capacity_t, env]["observation"], full[env, t]["observation"])
+    torch.testing.assert_close(storage["value_target"][..., 0].double(), expected_target, rtol=1e-5, atol=1e-5)
+    raw_advantage = expected_target - expected_value
+    torch.testing.assert_close(storage["advantage"][..., 0].double(), raw_advantage, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stats["advantage_raw_mean"].double(), raw_advantage.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        stats["advantage_raw_std"].double(), raw_advantage.std(unbiased=False), rtol=1e-5, atol=1e-5
+    )
+
+    # Standardized over the whole buffer: mean 0, std 1 (population), same ordering.
+    compute_buffer_targets(rb, critic, gamma=GAMMA, lmbda=LMBDA, standardize=True)
+    advantage = rb.storage._storage[:kept]["advantage"][..., 0].double()
+    standardized = (raw_advantage - raw_advantage.mean()) / (raw_advantage.std(unbiased=False) + ADVANTAGE_EPS)
+    torch.testing.assert_close(advantage, standardized, rtol=1e-4, atol=1e-4)
+    assert abs(advantage.mean().item()) < 1e-5
+    assert advantage.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+    torch.testing.assert_close(rb.storage._storage[:kept]["value_target"][..., 0].double(), expected_target, rtol=1e-5, atol=1e-5)
+
+
+def test_buffer_targets_single_env_ndim1():
+    capacity = 7
+    g = torch.Generator().manual_seed(3)
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity, ndim=1))
+    history = []
+    for _ in range(5):
+        batch = random_steps(1, 4, g)[0]  # [T]
+        history.append(batch)
+        rb.extend(batch)
+    full = torch.cat(history, 0)
+    total = full.shape[0]
+    compute_buffer_targets(rb, linear_critic(), gamma=GAMMA, lmbda=LMBDA, standardize=False)
+    expected = reference_returns(list(full[total - capacity :].unbind(0)))
+    stored = rb.storage._storage["value_target"][:, 0].double()
+    for t, g_t in zip(range(total - capacity, total), expected):
+        assert stored[t % capacity].item() == pytest.approx(g_t, abs=1e-5)
+    assert chronological_rows(rb).tolist() == [(total % capacity + i) % capacity for i in range(capacity)]
+
+
+def test_chronological_rows_before_and_after_fill():
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(5 * 2, ndim=2))
+    assert chronological_rows(rb).tolist() == []
+    g = torch.Generator().manual_seed(0)
+    rb.extend(random_steps(2, 3, g))
+    assert chronological_rows(rb).tolist() == [0, 1, 2]
+    rb.extend(random_steps(2, 2, g))  # exactly full, cursor back at 0
+    assert chronological_rows(rb).tolist() == [0, 1, 2, 3, 4]
+    rb.extend(random_steps(2, 3, g))  # rows 0, 1, 2 overwritten; oldest is row 3
+    assert chronological_rows(rb).tolist() == [3, 4, 0, 1, 2]
+    rb.extend(random_steps(2, 4, g))  # rows 3, 4, 0, 1 overwritten; oldest is row 2
+    assert chronological_rows(rb).tolist() == [2, 3, 4, 0, 1]
+
+
+def test_empty_buffer_raises():
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(10, ndim=2))
+    with pytest.raises(ValueError, match="empty"):
+        compute_buffer_targets(rb, linear_critic())
+
+
+def test_missing_placeholders_raise():
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(10, ndim=2))
+    rb.extend(random_steps(2, 3, torch.Generator().manual_seed(0), placeholders=False))
+    with pytest.raises(KeyError, match="value_target"):
+        compute_buffer_targets(rb, linear_critic())
+
+
+def test_unsupported_storages_raise():
+    with pytest.raises(TypeError, match="TensorStorage"):
+        compute_buffer_targets(ReplayBuffer(storage=ListStorage(10)), linear_critic())
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(24, ndim=3))
+    with pytest.raises(ValueError, match="ndim"):
+        compute_buffer_targets(rb, linear_critic())

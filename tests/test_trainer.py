@@ -1,0 +1,158 @@
+"""AWRTrainer with user-supplied TorchRL components, and its minibatch schedule."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
+from torchrl_awr.envs import make_env
+from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, epoch_indices
+
+ENV = "InvertedPendulum-v5"
+
+
+# ---------------------------------------------------------------- epoch_indices
+@pytest.mark.parametrize("num_items,num_batches,batch_size", [(10, 7, 4), (12, 3, 4), (5, 4, 5), (9, 2, 2)])
+def test_epoch_indices_are_consecutive_permutations(num_items, num_batches, batch_size):
+    indices = epoch_indices(num_items, num_batches, batch_size, torch.Generator().manual_seed(0), "cpu")
+    assert indices.shape == (num_batches, batch_size)
+    assert indices.dtype == torch.long
+    flat = indices.reshape(-1)
+    full_passes, rest = divmod(flat.numel(), num_items)
+    for p in range(full_passes):
+        assert sorted(flat[p * num_items : (p + 1) * num_items].tolist()) == list(range(num_items))
+    tail = flat[full_passes * num_items :].tolist()
+    assert len(set(tail)) == len(tail) == rest  # a partial pass repeats nothing
+
+
+def test_epoch_indices_reshuffle_between_passes_and_are_seeded():
+    g = torch.Generator().manual_seed(1)
+    flat = epoch_indices(50, 10, 20, g, "cpu").reshape(-1)  # 4 passes over 50 items
+    passes = flat.view(4, 50)
+    assert all(not torch.equal(passes[0], passes[i]) for i in range(1, 4))
+    assert not torch.equal(passes[0], torch.arange(50))
+    same = epoch_indices(50, 10, 20, torch.Generator().manual_seed(1), "cpu")
+    torch.testing.assert_close(same.reshape(-1), flat)
+    other = epoch_indices(50, 10, 20, torch.Generator().manual_seed(2), "cpu")
+    assert not torch.equal(other.reshape(-1), flat)
+    # The generator advances: the next call gives a new order.
+    assert not torch.equal(epoch_indices(50, 10, 20, g, "cpu").reshape(-1), flat)
+
+
+# ---------------------------------------------------------------- Python API
+def build(num_envs=2, frames_per_batch=64, buffer_size=256, ndim=2, batch_size=32, seed=0, **config):
+    """Every component made by hand, as a user of the library would."""
+    torch.manual_seed(seed)
+    env = make_env(ENV, num_envs=num_envs, seed=seed)
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    normalizer = ObservationNormalizer(obs_dim, max_samples=10_000)
+    actor = make_awr_actor(obs_dim, env.action_spec_unbatched, normalizer=normalizer, hidden_sizes=(16,))
+    critic = make_awr_critic(obs_dim, normalizer=normalizer, hidden_sizes=(16,))
+    collector = Collector(
+        env, actor, frames_per_batch=frames_per_batch, total_frames=-1, auto_register_policy_transforms=False
+    )
+    replay_buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(buffer_size, ndim=ndim))
+    loss = AWRLoss(actor, critic)
+    settings = dict(total_frames=4 * frames_per_batch, critic_steps=64, actor_steps=128,
+                    batch_size=batch_size, eval_interval=0, checkpoint_interval=0)
+    settings.update(config)
+    return AWRTrainer(
+        collector=collector,
+        replay_buffer=replay_buffer,
+        loss_module=loss,
+        actor_optimizer=torch.optim.Adam(actor.parameters(), lr=1e-3),
+        critic_optimizer=torch.optim.Adam(critic.parameters(), lr=1e-3),
+        config=AWRTrainerConfig(**settings),
+        normalizer=normalizer,
+        seed=seed,
+        progress=False,
+    )
+
+
+def parameters(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_user_supplied_components_train():
+    trainer = build()
+    actor, critic = trainer.loss_module.actor_network, trainer.loss_module.critic_network
+    actor_before, critic_before = parameters(actor), parameters(critic)
+    try:
+        history = trainer.train()
+    finally:
+        trainer.collector.shutdown()
+    assert trainer.frames == 256 and trainer.iteration == 4
+    assert len(history) == 4
+    assert [m["frames"] for m in history] == [64, 128, 192, 256]
+    # 64 frames per batch against a 2048 reference: ceil(64 * 64 / 2048) = 2 critic steps.
+    assert history[0]["critic_steps"] == 2 and history[0]["actor_steps"] == 4
+    assert len(trainer.replay_buffer) == 256
+    assert trainer.normalizer.count.item() == 256
+    for metrics in history:
+        for key in ("loss_actor", "loss_critic", "weight_mean", "advantage_raw_std"):
+            assert torch.isfinite(torch.tensor(metrics[key])), key
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, parameters(actor)))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, parameters(critic)))
+    # The buffer carries the targets of the last iteration, standardized over the buffer.
+    advantage = trainer.replay_buffer.storage._storage["advantage"]
+    assert abs(advantage.mean().item()) < 1e-4
+    assert advantage.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_single_env_ndim1_storage_trains():
+    trainer = build(num_envs=1, frames_per_batch=32, buffer_size=64, ndim=1, batch_size=16)
+    try:
+        trainer.train()
+    finally:
+        trainer.collector.shutdown()
+    assert trainer.frames == 128 and len(trainer.replay_buffer) == 64
+
+
+def test_evaluator_runs_with_trainer():
+    trainer = build(total_frames=128, eval_interval=1)
+    actor = trainer.loss_module.actor_network
+    trainer.evaluator = Evaluator(make_env(ENV, num_envs=2, seed=5), actor, num_episodes=3, max_episode_steps=50)
+    try:
+        history = trainer.train()
+    finally:
+        trainer.collector.shutdown()
+    assert all("eval/return_mean" in m for m in history)
+    assert 1 <= history[-1]["eval/episode_length_mean"] <= 50
+    assert trainer.last_eval == {k: v for k, v in history[-1].items() if k.startswith("eval/")}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    trainer = build(total_frames=128)
+    try:
+        trainer.train()
+        trainer.save(tmp_path / "checkpoint.pt")
+    finally:
+        trainer.collector.shutdown()
+    restored = build(seed=1)
+    try:
+        restored.load(tmp_path / "checkpoint.pt")
+        assert (restored.frames, restored.iteration) == (128, 2)
+        for a, b in zip(parameters(trainer.loss_module), parameters(restored.loss_module)):
+            torch.testing.assert_close(a, b)
+        assert restored.normalizer.count.item() == 128
+        assert torch.equal(restored.generator.get_state(), trainer.generator.get_state())
+    finally:
+        restored.collector.shutdown()
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="total_frames=0"):
+        AWRTrainerConfig(total_frames=0).validate()
+    with pytest.raises(ValueError, match="gamma=1.5"):
+        AWRTrainerConfig(gamma=1.5).validate()
+    with pytest.raises(ValueError, match="larger than the replay buffer"):
+        build(buffer_size=16, batch_size=32)
+    trainer = build(ndim=1, buffer_size=128)  # two envs into a ndim=1 storage
+    try:
+        with pytest.raises(ValueError, match="ndim=2"):
+            trainer.train()
+    finally:
+        trainer.collector.shutdown()

@@ -149,9 +149,12 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     )
     if cfg.collector.type == "single":
         collector = Collector(make_env(cfg.env.name, num_envs=cfg.env.num_envs, seed=cfg.seed), actor, **common)
+    elif cfg.collector.type == "multi_sync":
+        # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
+        collector = MultiSyncCollector([env_fn] * cfg.collector.num_workers, actor, cat_results=0, **common)
+        collector.set_seed(cfg.seed)
     else:
-        collector_cls = MultiSyncCollector if cfg.collector.type == "multi_sync" else MultiAsyncCollector
-        collector = collector_cls([env_fn] * cfg.collector.num_workers, actor, **common)
+        collector = MultiAsyncCollector([env_fn] * cfg.collector.num_workers, actor, **common)
         collector.set_seed(cfg.seed)
     return collector
 

@@ -2,7 +2,7 @@
 
     python recipes/mujoco_awr.py                                  # HalfCheetah-v5, 1M samples
     python recipes/mujoco_awr.py task=hopper seed=3 collector.total_frames=2_000_000
-    python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt collector.total_frames=2e6
+    python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt collector.total_frames=2_000_000
 
 A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
 line replace them.

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 from tensordict import TensorDict
-from torch import nn
 from torchrl.data import Categorical, OneHot
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.utils import ValueEstimators
+from torchrl.objectives.value import TD0Estimator
 
 from conftest import (
     ACT_DIM,
@@ -20,6 +20,7 @@ from conftest import (
     gaussian_log_prob,
     linear_critic,
     linear_gaussian_actor,
+    output_layer,
     trajectory_batch,
 )
 from torchrl_awr import (
@@ -174,6 +175,14 @@ def test_weight_clipping_and_diagnostics():
     assert out["weight_ess"].item() == pytest.approx(ess, rel=1e-6)
     log_prob = loss.actor_network.get_dist(data.clone()).log_prob(data["action"]).detach()
     torch.testing.assert_close(out["loss_actor"], -(weight * log_prob).mean())
+
+
+def test_weight_at_max_weight_is_not_counted_as_clipped():
+    data = hand_batch()
+    data["advantage"] = torch.tensor([0.0, 0.0, 1.0])  # raw weights 1, 1, e
+    out = hand_loss(beta=1.0, max_weight=1.0)(data)
+    assert out["weight_clip_fraction"].item() == pytest.approx(1 / 3)
+    assert out["weight_max"].item() == 1.0 and out["weight_ess"].item() == pytest.approx(1.0)
 
 
 def test_no_clipping_gives_unit_ess_for_equal_advantages():
@@ -488,10 +497,10 @@ def test_categorical_entropy_and_logits_l2(spec):
     assert not torch.allclose(expected, 0.01 * 0.5 * normalized.pow(2).sum(-1).mean())
     log_p = logits.log_softmax(-1)
     torch.testing.assert_close(out["entropy"], -(log_p.exp() * log_p).sum(-1).mean())
-    # Gradient of the penalty alone: d/dlogits of 0.5 * coeff * mean(sum(logits^2)).
+    # d/d(output bias) of 0.5 * coeff * mean(sum(logits^2)) is coeff * mean(logits).
     actor.zero_grad()
     out["loss_logits_l2"].backward()
-    assert all(p.grad is not None for p in actor.parameters())
+    torch.testing.assert_close(output_layer(actor).bias.grad, 0.01 * logits.mean((0, 1)))
 
 
 def test_logits_l2_needs_a_logits_actor():
@@ -500,8 +509,8 @@ def test_logits_l2_needs_a_logits_actor():
 
 
 def test_action_bound_penalty_exact_value():
-    # Normalised mean u = (1.5, -2): 0.5 * ((1.5 - 1)^2 + (-2 + 1)^2) = 0.625 per sample.
-    actor = linear_gaussian_actor(torch.zeros(ACT_DIM, OBS_DIM), [1.5, -2.0])
+    # Normalised mean u = (1.5, -2.5): 0.5 * ((1.5 - 1)^2 + (-2.5 + 1)^2) = 1.25 per sample.
+    actor = linear_gaussian_actor(torch.zeros(ACT_DIM, OBS_DIM), [1.5, -2.5])
     spec = box_spec()
     loss = AWRLoss(
         actor,
@@ -513,7 +522,7 @@ def test_action_bound_penalty_exact_value():
     )
     assert "loss_action_bound" in loss.out_keys
     out = loss(hand_batch())
-    torch.testing.assert_close(out["loss_action_bound"].detach(), torch.full((3,), 6.25))
+    torch.testing.assert_close(out["loss_action_bound"].detach(), torch.full((3,), 12.5))
     # One dimension out of bounds on one side only, with scalar bounds.
     inside = linear_gaussian_actor(torch.zeros(ACT_DIM, OBS_DIM), [0.5, -1.0])
     loss = AWRLoss(
@@ -615,6 +624,16 @@ def test_unknown_value_estimator_raises_value_error(value_type):
     loss = AWRLoss(linear_gaussian_actor(W3, B3), linear_critic())
     with pytest.raises(ValueError, match="TD0, TD1, TDLambda, GAE"):
         loss.make_value_estimator(value_type)
+
+
+def test_value_estimator_aliases_and_instances():
+    loss = AWRLoss(linear_gaussian_actor(W3, B3), linear_critic())
+    loss.make_value_estimator("td_lambda", gamma=0.9, lmbda=0.5)
+    assert loss.value_type == ValueEstimators.TDLambda
+    assert loss.value_estimator.gamma == pytest.approx(0.9)
+    ready = TD0Estimator(value_network=loss.critic_network, gamma=0.5)
+    loss.make_value_estimator(ready)
+    assert loss.value_estimator is ready
 
 
 @pytest.mark.parametrize("key", ["advantage", "value_target"])

@@ -35,7 +35,8 @@ def test_normalizer_matches_numpy_over_first_max_samples_then_freezes():
     np.testing.assert_allclose(norm.loc.numpy(), first.mean(0), rtol=1e-6)
     np.testing.assert_allclose(norm.scale.numpy(), first.std(0), rtol=1e-6)  # population std
     obs = torch.as_tensor(data[66:], dtype=torch.float32)
-    expected = (obs - torch.as_tensor(first.mean(0)).float()) / torch.as_tensor(first.std(0)).float()
+    mean, std = (torch.as_tensor(x, dtype=torch.float32) for x in (first.mean(0), first.std(0)))
+    expected = (obs - mean) / std
     torch.testing.assert_close(norm(obs), expected)
     # Frozen: more data (even wild data) changes nothing.
     state = {k: v.clone() for k, v in norm.state_dict().items()}
@@ -270,7 +271,9 @@ def test_obs_key_and_device_arguments():
 def test_critic_output_is_value_scale_times_mlp(value_scale):
     norm = ObservationNormalizer(OBS_DIM, max_samples=20)
     norm.update(torch.randn(20, OBS_DIM) * 3 + 2)
-    critic = make_awr_critic(OBS_DIM, normalizer=norm, hidden_sizes=(16, 8), value_scale=value_scale)
+    critic = make_awr_critic(
+        OBS_DIM, normalizer=norm, hidden_sizes=(16, 8), value_scale=value_scale
+    )
     net = critic.module
     scale = next(m for m in critic.modules() if isinstance(m, ValueScale))
     assert scale.scale == value_scale

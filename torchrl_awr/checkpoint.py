@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torchrl.data import ReplayBuffer
 
+from torchrl_awr.targets import end_trajectories
+
 CHECKPOINT_VERSION = 1
 
 
@@ -67,7 +69,11 @@ def save_checkpoint(state: dict, path: str | Path, *, replay_buffer: ReplayBuffe
 
 
 def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = None) -> dict:
-    """Reads a checkpoint written by :func:`save_checkpoint`; a clear error if it is unusable."""
+    """Reads a checkpoint written by :func:`save_checkpoint`; a clear error if it is unusable.
+
+    A restored ``replay_buffer`` has the newest step of every env marked done, since the
+    environments restart and new data does not continue those trajectories.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}.")
@@ -87,4 +93,5 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
                 "buffer or save with the buffer enabled."
             )
         replay_buffer.loads(source)
+        end_trajectories(replay_buffer)
     return state

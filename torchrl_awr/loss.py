@@ -13,6 +13,7 @@ from tensordict.nn import (
 )
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
+from torchrl.objectives.value import ValueEstimatorBase
 from torchrl.objectives.utils import (
     ValueEstimators,
     _coerce_value_type,
@@ -252,9 +253,16 @@ class AWRLoss(LossModule):
         """Builds the estimator used when the input lacks advantage/value_target.
 
         ``value_type`` is one of ``ValueEstimators.TD0``, ``TD1``, ``TDLambda`` (default) and
-        ``GAE``; ``hyperparams`` (``gamma``, ``lmbda``, ...) go to its constructor.
+        ``GAE``, or their names as strings (``"td0"``, ``"td_lambda"``, ``"gae"``, ...);
+        ``hyperparams`` (``gamma``, ``lmbda``, ...) go to its constructor. A ready-made TorchRL
+        ``ValueEstimatorBase`` instance or subclass is used as TorchRL losses use it.
         """
-        if value_type is not None:
+        if isinstance(value_type, str):
+            value_type = value_type.replace("_", "")
+        custom = isinstance(value_type, ValueEstimatorBase) or (
+            isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase)
+        )
+        if value_type is not None and not custom:
             allowed = ", ".join(v.name for v in self.SUPPORTED_VALUE_ESTIMATORS)
             try:
                 value_type = _coerce_value_type(value_type)

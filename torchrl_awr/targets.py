@@ -94,6 +94,18 @@ def chronological_rows(replay_buffer: ReplayBuffer) -> torch.Tensor:
     return order
 
 
+def end_trajectories(replay_buffer: ReplayBuffer, keys: TargetKeys = TargetKeys()) -> None:
+    """Marks the newest step of every env done (a truncation: V(s') is still bootstrapped).
+
+    For a restored buffer: the environments restart, so new data does not continue it.
+    """
+    if filled_rows(storage_of(replay_buffer)) == 0:
+        return
+    newest = chronological_rows(replay_buffer)[-1]
+    done = filled_storage(replay_buffer).get(keys.done)
+    done[newest] = True
+
+
 def _check_finite_targets(value_target: torch.Tensor, advantage: torch.Tensor) -> None:
     """Refuses to write NaN/inf targets: they would silently poison every later update."""
     if not (torch.isfinite(value_target).all() and torch.isfinite(advantage).all()):

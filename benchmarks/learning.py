@@ -1,0 +1,189 @@
+"""Learning runs of the recipe over tasks x seeds, and their aggregate table and figure.
+
+    # run (resumable: finished runs are skipped, interrupted ones resume from their checkpoint)
+    python benchmarks/learning.py run --tasks hopper halfcheetah --seeds 0 1 2 --frames 1000000 --jobs 2
+    # aggregate: markdown table (stdout and --table) and learning-curve figure (--figure)
+    python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
+
+Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
+recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from torchrl_awr.plotting import EVAL_RETURN, read_scalar  # noqa: E402
+
+# The original AWR's test returns (mean, sd over its published runs), from ../shared/awr_reference.md.
+ORIGINAL = {
+    "halfcheetah": {250_000: (1275, 544), 500_000: (2698, 403), 1_000_000: (3955, 349), 2_000_000: (5388, 378)},
+    "hopper": {250_000: (492, 139), 500_000: (1120, 904), 1_000_000: (3326, 64), 2_000_000: (3440, 117)},
+    "walker2d": {250_000: (273, 16), 500_000: (390, 55), 1_000_000: (1777, 927), 2_000_000: (4161, 364)},
+    "ant": {250_000: (1260, 104), 500_000: (1388, 73), 1_000_000: (1238, 138), 2_000_000: (1275, 168)},
+    "humanoid": {250_000: (532, 45), 500_000: (590, 32), 1_000_000: (668, 43), 2_000_000: (1545, 1446)},
+    "lunarlander": {250_000: (-28, 62), 500_000: (140, 50), 1_000_000: (226, 6), 2_000_000: (224, 4)},
+}
+ORIGINAL_HOURS_PER_MILLION = {
+    "halfcheetah": 0.76, "hopper": 0.86, "walker2d": 0.81, "ant": 1.00, "humanoid": 0.92, "lunarlander": 1.09,
+}
+MILESTONES = (250_000, 500_000, 1_000_000)
+
+
+def run_dir(root: Path, task: str, seed: int) -> Path:
+    return root / task / f"seed{seed}"
+
+
+def checkpoint_frames(directory: Path) -> int:
+    """Samples reached by the run's last checkpoint (0 if it has none)."""
+    path = directory / "checkpoint.pt"
+    if not path.is_file():
+        return 0
+    return torch.load(path, map_location="cpu", weights_only=False)["counters"]["frames"]
+
+
+def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) -> str:
+    directory = run_dir(root, task, seed)
+    done = checkpoint_frames(directory)
+    if done >= frames:
+        return f"{task} seed {seed}: already at {done} samples"
+    command = [sys.executable, str(ROOT / "recipes" / "mujoco_awr.py")]
+    if done:
+        command += [f"resume={directory / 'checkpoint.pt'}", "resume_buffer=true"]
+    command += [
+        f"task={task}", f"seed={seed}", f"collector.total_frames={frames}", f"output_dir={directory}",
+        "progress=false", "checkpoint.save_buffer=true", *overrides,
+    ]
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f"seed{seed}.log", "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        tic = time.time()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return f"{task} seed {seed}: exit {code} after {(time.time() - tic) / 60:.1f} min"
+
+
+def interpolate(steps: list[float], values: list[float], at: float) -> float | None:
+    """Linear interpolation of a logged curve at ``at`` samples (None beyond its end)."""
+    if not steps or at > steps[-1] or at < steps[0]:
+        return None
+    for (s0, v0), (s1, v1) in zip(zip(steps, values), zip(steps[1:], values[1:])):
+        if s0 <= at <= s1:
+            return v0 + (v1 - v0) * (at - s0) / (s1 - s0)
+    return values[-1]
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.0f} (n=1)"
+    return f"{statistics.mean(values):.0f} ± {statistics.stdev(values):.0f} (n={len(values)})"
+
+
+def report(root: Path, tasks: list[str], seeds: list[int], figure: Path | None) -> str:
+    rows = [
+        "| task | seeds | " + " | ".join(f"@{m // 1000}k ours" for m in MILESTONES)
+        + " | original @1M | wall h / 1M ours | original h / 1M |",
+        "|---" * (5 + len(MILESTONES)) + "|",
+    ]
+    curves = {}
+    for task in tasks:
+        task_curves, at_milestone, hours = [], {m: [] for m in MILESTONES}, []
+        for seed in seeds:
+            directory = run_dir(root, task, seed)
+            steps, values = read_scalar(directory, EVAL_RETURN)
+            if not steps:
+                continue
+            task_curves.append((seed, steps, values))
+            for milestone in MILESTONES:
+                value = interpolate(steps, values, milestone)
+                if value is not None:
+                    at_milestone[milestone].append(value)
+            wall_steps, wall = read_scalar(directory, "wall_time")
+            if wall_steps:
+                hours.append(wall[-1] / 3600 * 1e6 / wall_steps[-1])
+        curves[task] = task_curves
+        reference = ORIGINAL.get(task, {}).get(1_000_000)
+        reference_text = f"{reference[0]} ± {reference[1]}" if reference else "–"
+        hours_text = f"{statistics.mean(hours):.2f}" if hours else "–"
+        milestones_text = " | ".join(_fmt(at_milestone[m]) for m in MILESTONES)
+        rows.append(
+            f"| {task} | {len(task_curves)} | {milestones_text} | {reference_text} | {hours_text} "
+            f"| {ORIGINAL_HOURS_PER_MILLION.get(task, '–')} |"
+        )
+    table = "\n".join(rows)
+    if figure is not None:
+        _plot(curves, figure)
+    return table
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [task for task, runs in curves.items() if runs]
+    if not tasks:
+        return
+    columns = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for seed, steps, values in curves[task]:
+            ax.plot(steps, values, lw=1, label=f"ours, seed {seed}")
+        reference = ORIGINAL.get(task, {})
+        if reference:
+            xs = sorted(reference)
+            ax.errorbar(xs, [reference[x][0] for x in xs], yerr=[reference[x][1] for x in xs],
+                        fmt="ks", capsize=3, label="original AWR (gym v2)")
+        ax.set_title(task)
+        ax.set_xlabel("samples")
+        ax.set_ylabel("eval return (32 episodes)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
+    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
+    parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
+    parser.add_argument("--table", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for line in pool.map(lambda job: launch(args.root, *job, args.frames, args.override), jobs):
+                print(line, flush=True)
+    table = report(args.root, args.tasks, args.seeds, args.figure)
+    print(table)
+    if args.table is not None:
+        args.table.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

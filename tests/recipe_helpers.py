@@ -1,0 +1,88 @@
+"""Small-budget runs of ``recipes/mujoco_awr.py``, in process (Hydra compose) or as a command."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from torchrl_awr.targets import chronological_rows, filled_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "mujoco_awr.py"
+CONFIG_DIR = ROOT / "recipes" / "config"
+
+# 4 iterations of 256 frames (4 envs x 64 steps), eval and checkpoint every 2.
+SMALL = [
+    "task=hopper",
+    "device=cpu",
+    "collector.total_frames=1024",
+    "collector.frames_per_batch=256",
+    "env.num_envs=4",
+    "buffer.size=2048",
+    "train.critic_steps=4",
+    "train.actor_steps=8",
+    "train.batch_size=64",
+    "eval.episodes=2",
+    "eval.num_envs=2",
+    "eval.interval=2",
+    "checkpoint.interval=2",
+    "progress=false",
+]
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The recipe's config with :data:`SMALL` and then ``overrides`` applied."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[*SMALL, *overrides])
+
+
+def run_recipe(run_dir: Path, *overrides: str):
+    """``mujoco_awr.run`` in this process; returns the trainer."""
+    if str(RECIPE.parent) not in sys.path:
+        sys.path.insert(0, str(RECIPE.parent))
+    import mujoco_awr
+
+    return mujoco_awr.run(compose_config(*overrides), Path(run_dir))
+
+
+def recipe_command(*overrides: str, small: bool = True) -> list[str]:
+    return [sys.executable, str(RECIPE), *(SMALL if small else []), *overrides]
+
+
+def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float = 120):
+    """Runs the recipe as a command in ``cwd`` (where Hydra's default outputs go)."""
+    return subprocess.run(
+        recipe_command(*overrides, small=small),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+
+
+def read_csv(run_dir: Path, name: str) -> list[tuple[float, float]]:
+    """(step, value) rows of one scalar written by the CSV logger."""
+    path = Path(run_dir) / "logs" / "scalars" / f"{name}.csv"
+    return [tuple(map(float, line.split(","))) for line in path.read_text().splitlines()]
+
+
+def assert_time_ordered(replay_buffer) -> None:
+    """Each storage column, read oldest first, is one env's trajectory: s_{t+1} = s'_t unless done."""
+    data = filled_storage(replay_buffer)[chronological_rows(replay_buffer)]
+    continues = ~data["next", "done"][:-1].squeeze(-1)
+    same = (data["observation"][1:] == data["next", "observation"][:-1]).all(-1)
+    broken = (continues & ~same).nonzero().tolist()
+    assert not broken, f"{len(broken)} (time, env) steps do not continue their trajectory: {broken[:5]}"
+
+
+def actor_matches_batch(actor, batch) -> float:
+    """Largest gap between the locs the collector's policy wrote and this actor's on the same inputs."""
+    with torch.no_grad():
+        mine = actor(batch.select("observation").clone())
+    return (mine["loc"] - batch["loc"]).abs().max().item()

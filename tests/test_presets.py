@@ -1,0 +1,60 @@
+"""Every task preset starts and completes a short run with its original settings."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torchrl.modules import IndependentNormal, OneHotCategorical
+
+from recipe_helpers import compose_config, read_csv, run_recipe
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config" / "task"
+PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+# The original's per-task settings (actor lr, action std, normaliser samples).
+ORIGINAL = {
+    "halfcheetah": ("HalfCheetah-v5", 5e-5, 0.4, 300_000),
+    "hopper": ("Hopper-v5", 1e-4, 0.4, 300_000),
+    "walker2d": ("Walker2d-v5", 2.5e-5, 0.4, 300_000),
+    "ant": ("Ant-v5", 5e-5, 0.2, 300_000),
+    "humanoid": ("Humanoid-v5", 1e-5, 0.4, 300_000),
+    "lunarlander": ("LunarLander-v3", 5e-4, 0.4, 100_000),
+}
+
+
+def test_presets_cover_the_original_benchmark():
+    assert set(ORIGINAL) <= set(PRESETS)
+    for task, (env_name, actor_lr, action_std, normalizer_samples) in ORIGINAL.items():
+        cfg = compose_config(f"task={task}")
+        assert cfg.env.name == env_name
+        assert cfg.optim.actor_lr == pytest.approx(actor_lr)
+        assert cfg.model.normalizer_samples == normalizer_samples
+        if task == "lunarlander":
+            assert cfg.model.distribution == "categorical"
+            assert cfg.loss.logits_l2_coeff == pytest.approx(0.001)
+        else:
+            assert cfg.model.action_std == pytest.approx(action_std)
+            assert cfg.loss.action_bound_coeff == pytest.approx(10.0)
+
+
+def test_default_task_is_halfcheetah_with_original_numbers():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR.parent), version_base="1.3"):
+        cfg = compose(config_name="config")
+    assert cfg.env.name == "HalfCheetah-v5"
+    assert cfg.buffer.size == 50_000 and cfg.collector.frames_per_batch == 2048
+    assert (cfg.train.critic_steps, cfg.train.actor_steps, cfg.train.batch_size) == (200, 1000, 256)
+    assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.critic_lr) == ("sgd", 0.9, 0.01)
+    assert (cfg.loss.beta, cfg.loss.max_weight, cfg.loss.gamma, cfg.loss.lmbda) == (1.0, 20.0, 0.99, 0.95)
+    assert (cfg.eval.interval, cfg.eval.episodes) == (50, 32)
+
+
+@pytest.mark.parametrize("task", PRESETS)
+def test_preset_completes_a_short_run(task, tmp_path):
+    trainer = run_recipe(tmp_path, f"task={task}", "checkpoint.interval=0", "train.compile=false")
+    assert trainer.frames == 1024 and trainer.iteration == 4
+    returns = read_csv(tmp_path, "eval/return_mean")
+    assert len(returns) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in returns)
+    batch = trainer.replay_buffer.sample(8)
+    dist = trainer.loss_module.actor_network.get_dist(batch)
+    expected = OneHotCategorical if task == "lunarlander" else IndependentNormal
+    assert isinstance(dist, expected)

@@ -14,6 +14,7 @@ from torchrl.record.loggers import get_logger
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
 from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.models import action_bounds
 from torchrl_awr.trainer import AWRTrainerConfig
 
 COLLECTORS = ("single", "multi_sync", "multi_async")
@@ -110,7 +111,7 @@ def make_models(cfg: DictConfig, env, device: torch.device):
 
 def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
     """AWRLoss with the original's critic loss 0.5*MSE measured in V/value_scale units."""
-    bounded = cfg.loss.action_bound_coeff > 0
+    low, high = action_bounds(action_spec) if cfg.loss.action_bound_coeff > 0 else (None, None)
     return AWRLoss(
         actor,
         critic,
@@ -119,8 +120,8 @@ def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
         critic_coeff=0.5 / cfg.model.value_scale**2,
         loss_critic_type=cfg.loss.critic_type,
         action_bound_coeff=cfg.loss.action_bound_coeff,
-        action_low=action_spec.space.low if bounded else None,
-        action_high=action_spec.space.high if bounded else None,
+        action_low=low,
+        action_high=high,
         logits_l2_coeff=cfg.loss.logits_l2_coeff,
     )
 

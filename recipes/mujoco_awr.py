@@ -46,9 +46,8 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
     device = resolve_device(cfg.device)
     check_writable(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
-    resume_state = None
     if cfg.resume:
-        resume_state = load_checkpoint(cfg.resume)  # fails here, before any long work
+        load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -77,10 +76,8 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         seed=cfg.seed,
         progress=cfg.progress,
     )
-    if resume_state is not None:
-        if cfg.resume_buffer:
-            load_checkpoint(cfg.resume, replay_buffer=replay_buffer)
-        trainer.load_state_dict(resume_state)
+    if cfg.resume:
+        trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
     try:
         trainer.train()
     finally:

@@ -54,7 +54,7 @@ def test_preset_completes_a_short_run(task, tmp_path):
     assert trainer.frames == 1024 and trainer.iteration == 4
     returns = read_csv(tmp_path, "eval/return_mean")
     assert len(returns) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in returns)
-    batch = trainer.replay_buffer.sample(8)
+    batch = trainer.replay_buffer.sample()
     dist = trainer.loss_module.actor_network.get_dist(batch)
     expected = OneHotCategorical if task == "lunarlander" else IndependentNormal
     assert isinstance(dist, expected)

@@ -12,6 +12,7 @@ from torchrl_awr.targets import (
     ADVANTAGE_EPS,
     chronological_rows,
     compute_buffer_targets,
+    end_trajectories,
     td_lambda_returns,
 )
 
@@ -196,3 +197,22 @@ def test_unsupported_storages_raise():
     rb = TensorDictReplayBuffer(storage=LazyTensorStorage(24, ndim=3))
     with pytest.raises(ValueError, match="ndim"):
         compute_buffer_targets(rb, linear_critic())
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_end_trajectories_cuts_the_newest_step(ndim):
+    """A restored buffer is not continued by the restarted envs: its newest steps become cuts."""
+    g = torch.Generator().manual_seed(4)
+    n_envs = 2 if ndim == 2 else 1
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(5 * n_envs, ndim=ndim))
+    for _ in range(3):
+        batch = random_steps(n_envs, 3, g)
+        batch["next", "done"].zero_()
+        batch["next", "terminated"].zero_()
+        rb.extend(batch if ndim == 2 else batch[0])
+    end_trajectories(rb)
+    done = rb.storage._storage["next", "done"].reshape(5, n_envs)
+    assert chronological_rows(rb)[-1] == 3  # 9 steps in a ring of 5: the newest is row 3
+    assert done[3].all() and done.sum() == n_envs
+    assert not rb.storage._storage["next", "terminated"].any()  # a truncation, not a termination
+    end_trajectories(TensorDictReplayBuffer(storage=LazyTensorStorage(10, ndim=ndim)))  # empty: no-op

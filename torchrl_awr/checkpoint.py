@@ -10,8 +10,6 @@ import numpy as np
 import torch
 from torchrl.data import ReplayBuffer
 
-from torchrl_awr.targets import end_trajectories
-
 CHECKPOINT_VERSION = 1
 
 
@@ -93,5 +91,4 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
                 "buffer or save with the buffer enabled."
             )
         replay_buffer.loads(source)
-        end_trajectories(replay_buffer)
     return state

@@ -125,6 +125,15 @@ class GaussianHead(nn.Module):
         return loc, scale
 
 
+def action_bounds(action_spec: TensorSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` of one action, for a spec that may carry env batch dimensions."""
+    low, high = action_spec.space.low, action_spec.space.high
+    low, high = low.reshape(-1, low.shape[-1]), high.reshape(-1, high.shape[-1])
+    if not ((low == low[0]).all() and (high == high[0]).all()):
+        raise ValueError("The action bounds differ between the batched environments.")
+    return low[0], high[0]
+
+
 def _action_dim(action_spec: TensorSpec) -> int:
     if isinstance(action_spec, OneHot):
         return action_spec.space.n
@@ -176,7 +185,7 @@ def make_awr_actor(
         dist_kwargs = {}
         dist_keys = ["logits"]
     elif distribution == "normal":
-        head = GaussianHead(action_spec.space.low, action_spec.space.high, action_std, learn_std)
+        head = GaussianHead(*action_bounds(action_spec), action_std, learn_std)
         module = TensorDictModule(nn.Sequential(body, head), in_keys=[obs_key], out_keys=["loc", "scale"])
         dist_class = IndependentNormal
         dist_kwargs = {"tanh_loc": False}
@@ -186,7 +195,8 @@ def make_awr_actor(
             nn.Sequential(body, NormalParamExtractor()), in_keys=[obs_key], out_keys=["loc", "scale"]
         )
         dist_class = TanhNormal
-        dist_kwargs = {"low": action_spec.space.low, "high": action_spec.space.high}
+        low, high = action_bounds(action_spec)
+        dist_kwargs = {"low": low, "high": high}
         dist_keys = ["loc", "scale"]
     actor = ProbabilisticActor(
         module,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.collectors import BaseCollector
+from torchrl.collectors import BaseCollector, MultiAsyncCollector
 from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
@@ -26,7 +26,13 @@ from torchrl_awr.checkpoint import load_checkpoint, rng_state, save_checkpoint, 
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.loss import AWRLoss
 from torchrl_awr.models import ObservationNormalizer
-from torchrl_awr.targets import TargetKeys, compute_buffer_targets, filled_storage, storage_of
+from torchrl_awr.targets import (
+    TargetKeys,
+    compute_buffer_targets,
+    end_trajectories,
+    filled_storage,
+    storage_of,
+)
 
 
 @dataclass
@@ -117,6 +123,11 @@ class AWRTrainer:
             next to it so a resume continues with the same data.
         device: where targets and updates run. Defaults to the critic's device.
         seed: seeds the minibatch generator.
+        contiguous_batches: whether each batch continues the previous one env by env (true for
+            single-process and synchronous collectors). If false (default for
+            ``MultiAsyncCollector``, whose consecutive batches come from different workers), the
+            last step of every batch is marked done, so TD(lambda) bootstraps V(s') there
+            instead of running into another worker's trajectory.
     """
 
     def __init__(
@@ -137,6 +148,7 @@ class AWRTrainer:
         seed: int = 0,
         progress: bool = True,
         target_keys: TargetKeys = TargetKeys(),
+        contiguous_batches: bool | None = None,
     ):
         self.config = config or AWRTrainerConfig()
         self.config.validate()
@@ -162,6 +174,9 @@ class AWRTrainer:
         ).device
         self.progress = progress
         self.keys = target_keys
+        if contiguous_batches is None:
+            contiguous_batches = not isinstance(collector, MultiAsyncCollector)
+        self.contiguous_batches = contiguous_batches
         self.generator = torch.Generator().manual_seed(seed)
         self.frames = 0
         self.iteration = 0
@@ -229,8 +244,11 @@ class AWRTrainer:
 
     # ------------------------------------------------------------------ iteration
     def _prepare_batch(self, batch: TensorDictBase) -> TensorDictBase:
+        """``[n_envs, T]`` with target placeholders; cut at its end if batches do not continue."""
         if batch.ndim == 1:
             batch = batch.unsqueeze(0)
+        elif batch.ndim > 2:  # e.g. [workers, n_envs, T] stacked by a multi-process collector
+            batch = batch.reshape(-1, batch.shape[-1])
         if self._storage_ndim == 1 and batch.shape[0] != 1:
             raise ValueError(
                 f"The collector yields {batch.shape[0]} environments per batch but the replay "
@@ -241,6 +259,10 @@ class AWRTrainer:
                 f"The collected batch has no {self.keys.observation!r}; keys: "
                 f"{sorted(str(k) for k in batch.keys(True, True))}."
             )
+        if not self.contiguous_batches:
+            done = batch.get(self.keys.done).clone()
+            done[:, -1] = True
+            batch.set(self.keys.done, done)
         zeros = torch.zeros(*batch.shape, 1, device=batch.device)
         batch.set(self.keys.value_target, zeros)
         batch.set(self.keys.advantage, zeros.clone())
@@ -249,6 +271,7 @@ class AWRTrainer:
     def _iterate(self, batch: TensorDictBase) -> dict[str, float]:
         timings: dict[str, float] = {}
         tic = time.perf_counter()
+        metrics = self._train_returns(batch)
         batch = self._prepare_batch(batch)
         new_frames = batch.numel()
         if self.normalizer is not None and not self.normalizer.frozen:
@@ -266,7 +289,7 @@ class AWRTrainer:
         timings["time/targets"] = time.perf_counter() - tic
         tic = time.perf_counter()
         critic_keys = [self.keys.observation, self.keys.value_target]
-        metrics = self._run_phase(self._critic_step, critic_keys, critic_steps)
+        metrics.update(self._run_phase(self._critic_step, critic_keys, critic_steps))
         timings["time/critic"] = time.perf_counter() - tic
         tic = time.perf_counter()
         metrics.update(self._targets())
@@ -281,7 +304,6 @@ class AWRTrainer:
         timings["time/actor"] = time.perf_counter() - tic
         self.collector.update_policy_weights_()
 
-        metrics.update(self._train_returns(batch))
         metrics.update(
             {
                 "frames": self.frames,
@@ -316,30 +338,30 @@ class AWRTrainer:
         )
         previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         collector_iter = iter(self.collector)
+        tick = time.perf_counter()
         try:
             while self.frames < config.total_frames:
-                start = time.perf_counter()
                 tic = time.perf_counter()
                 batch = next(collector_iter)
                 collect_time = time.perf_counter() - tic
                 frames_before = self.frames
                 metrics = self._iterate(batch)
                 metrics["time/collect"] = collect_time
-                if config.eval_interval and self.evaluator is not None and (
-                    self.iteration % config.eval_interval == 0 or self.frames >= config.total_frames
-                ):
+                last = self.frames >= config.total_frames
+                if self._due(config.eval_interval, last) and self.evaluator is not None:
                     tic = time.perf_counter()
                     self.last_eval = self.evaluator()
                     metrics.update(self.last_eval)
                     metrics["time/eval"] = time.perf_counter() - tic
-                if config.checkpoint_interval and self.checkpoint_path is not None and (
-                    self.iteration % config.checkpoint_interval == 0 or self.frames >= config.total_frames
-                ):
-                    tic = time.perf_counter()
-                    self.save(self.checkpoint_path)
-                    metrics["time/checkpoint"] = time.perf_counter() - tic
-                self.wall_time += time.perf_counter() - start
+                # Wall time is closed before saving, so the checkpoint and the log agree; the
+                # save itself is counted in the next iteration's wall time.
+                now = time.perf_counter()
+                self.wall_time += now - tick
+                tick = now
                 metrics["wall_time"] = self.wall_time
+                if self._due(config.checkpoint_interval, last) and self.checkpoint_path is not None:
+                    self.save(self.checkpoint_path)
+                    metrics["time/checkpoint"] = time.perf_counter() - now
                 self._log(metrics)
                 bar.update(self.frames - frames_before)
                 bar.set_postfix(
@@ -355,6 +377,10 @@ class AWRTrainer:
             signal.signal(signal.SIGTERM, previous_handler)
             bar.close()
         return self.history
+
+    def _due(self, interval: int, last: bool) -> bool:
+        """Whether a periodic task (every ``interval`` iterations, and at the end) runs now."""
+        return bool(interval) and (self.iteration % interval == 0 or last)
 
     def _log(self, metrics: dict[str, float]) -> None:
         self.history.append(metrics)
@@ -404,6 +430,9 @@ class AWRTrainer:
     def load(self, path: str | Path, *, load_buffer: bool = False) -> None:
         """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``)."""
         state = load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None)
+        if load_buffer:
+            # The environments restart: new data does not continue the restored trajectories.
+            end_trajectories(self.replay_buffer, self.keys)
         self.load_state_dict(state)
 
 

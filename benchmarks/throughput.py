@@ -157,12 +157,12 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
     return time.perf_counter() - tic
 
 
-def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden) -> dict:
+def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden, compiled=(False, True)) -> dict:
     best = {}
     for kind, steps, out_dim in (("critic", critic_steps, 1), ("actor", actor_steps, act_dim)):
         best[kind] = min(
             _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, compiled)
-            for compiled in (False, True)
+            for compiled in compiled
         )
     return best
 
@@ -181,7 +181,7 @@ def main(argv=None) -> dict:
         args.iterations = 1
         overrides += [
             "collector.frames_per_batch=256", "env.num_envs=4", "train.critic_steps=20",
-            "train.actor_steps=40", "eval.episodes=2", "eval.num_envs=2",
+            "train.actor_steps=40", "eval.episodes=2", "eval.num_envs=2", "train.compile=false",
         ]
     cfg = load_config(args.task, overrides)
     run_dir = Path(args.run_dir)
@@ -194,7 +194,10 @@ def main(argv=None) -> dict:
     spec_env.close()
     hidden = list(cfg.model.hidden_sizes)
     env_floor = measure_env_floor(cfg.env.name, trainer["frames"], obs_dim, act_dim, hidden)
-    update_floor = measure_update_floor(trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden)
+    update_floor = measure_update_floor(
+        trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,
+        compiled=(False,) if args.smoke else (False, True),
+    )
     floor = env_floor + sum(update_floor.values())
     scale = 1e6 / trainer["frames"]
     extra = sum(trainer["extra_seconds_per_million"].values())

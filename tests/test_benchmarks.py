@@ -1,0 +1,63 @@
+"""The benchmark harnesses work: throughput in smoke mode, learning runs resume and aggregate."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import learning  # noqa: E402
+
+SMALL = [
+    "collector.frames_per_batch=256", "env.num_envs=4", "buffer.size=2048", "train.critic_steps=4",
+    "train.actor_steps=8", "train.batch_size=64", "eval.episodes=2", "eval.num_envs=2",
+    "eval.interval=1", "checkpoint.interval=1", "train.compile=false",
+]
+
+
+def test_throughput_smoke(tmp_path):
+    out = tmp_path / "result.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--smoke", "--out", str(out),
+         "--run-dir", str(tmp_path / "run")],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads(out.read_text())
+    assert result["task"] == "Hopper-v5" and result["frames"] == 256
+    assert result["samples_per_second"] > 0 and result["ratio_trainer_to_floor"] > 0
+    assert set(result["floor_seconds"]) == {"env", "critic", "actor"}
+    shares = result["phase_share"]
+    assert {"collect", "targets", "critic", "actor"} <= set(shares)
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_interpolate():
+    steps, values = [100.0, 200.0, 300.0], [0.0, 10.0, 30.0]
+    assert learning.interpolate(steps, values, 150) == pytest.approx(5.0)
+    assert learning.interpolate(steps, values, 250) == pytest.approx(20.0)
+    assert learning.interpolate(steps, values, 300) == pytest.approx(30.0)
+    assert learning.interpolate(steps, values, 301) is None
+    assert learning.interpolate(steps, values, 50) is None
+
+
+def test_learning_runs_resume_and_report(tmp_path):
+    overrides = [arg for o in SMALL for arg in ("--override", o)]
+    command = [sys.executable, str(ROOT / "benchmarks" / "learning.py"), "run", "--tasks", "hopper",
+               "--seeds", "0", "--jobs", "1", "--root", str(tmp_path), *overrides]
+    first = subprocess.run([*command, "--frames", "512"], capture_output=True, text=True, timeout=300)
+    assert "hopper seed 0: exit 0" in first.stdout, first.stdout + first.stderr
+    assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 512
+    again = subprocess.run([*command, "--frames", "512"], capture_output=True, text=True, timeout=300)
+    assert "already at 512 samples" in again.stdout
+    longer = subprocess.run(
+        [*command, "--frames", "768", "--figure", str(tmp_path / "fig.png")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "exit 0" in longer.stdout, longer.stdout + longer.stderr
+    assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768  # resumed, not restarted
+    assert "resume=" in (tmp_path / "hopper" / "seed0.log").read_text()
+    assert "| hopper | 1 |" in longer.stdout
+    assert (tmp_path / "fig.png").stat().st_size > 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def validate_config(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("logger.backend", cfg.logger.backend, LOGGERS)
     check_env_name(cfg.env.name)
+    backend_module = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.logger.backend)
+    if backend_module and importlib.util.find_spec(backend_module) is None:
+        raise ImportError(
+            f"logger.backend={cfg.logger.backend} needs the {backend_module} package: "
+            f"pip install {backend_module} (or use logger.backend=csv)."
+        )
     positive = {
         "collector.total_frames": cfg.collector.total_frames,
         "collector.frames_per_batch": cfg.collector.frames_per_batch,

@@ -36,7 +36,7 @@ from awr_utils import (  # noqa: E402
 
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from torchrl_awr.envs import make_env  # noqa: E402
-from torchrl_awr.plotting import plot_run  # noqa: E402
+from torchrl_awr.plotting import plot_history, plot_run  # noqa: E402
 from torchrl_awr.trainer import AWRTrainer  # noqa: E402
 
 
@@ -82,7 +82,8 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         trainer.train()
     finally:
         collector.shutdown()
-    plot_run(run_dir)
+    if plot_run(run_dir) is None:
+        plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
     return trainer
 
 

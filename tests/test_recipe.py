@@ -391,3 +391,23 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert state["counters"]["frames"] >= 256 and state["counters"]["iteration"] >= 1
     assert state["counters"]["frames"] >= logged[-1][1]
     assert (out / "learning_curve.png").is_file()
+
+
+def test_tensorboard_logger_still_gets_a_plot(tmp_path):
+    pytest.importorskip("tensorboard")
+    run_recipe(tmp_path, "logger.backend=tensorboard", "collector.total_frames=512", "checkpoint.interval=0")
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "logs" / "scalars").exists()
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_logger_package_is_named(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ImportError, match="pip install wandb"):
+        run_recipe(tmp_path / "run", "logger.backend=wandb")
+    assert not (tmp_path / "run").exists()

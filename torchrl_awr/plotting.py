@@ -74,6 +74,16 @@ def plot_run(run_dir: str | Path) -> Path | None:
     return plot_curves(curves, Path(run_dir) / "learning_curve.png", title=Path(run_dir).name)
 
 
+def plot_history(history: Sequence[Mapping[str, float]], path: str | Path, *, title: str = "") -> Path | None:
+    """The same plot from a trainer's in-memory history (for runs not logged to CSV)."""
+    curves = {}
+    for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN)):
+        points = [(row["frames"], row[name]) for row in history if name in row]
+        if points:
+            curves[label] = ([p[0] for p in points], [p[1] for p in points])
+    return plot_curves(curves, path, title=title) if curves else None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", help="a run directory written by recipes/mujoco_awr.py")

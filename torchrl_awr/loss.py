@@ -238,16 +238,20 @@ class AWRLoss(LossModule):
             "explained_variance",
         ]
 
+    def _estimator_keys(self) -> dict[str, NestedKey]:
+        keys = self.tensor_keys
+        return {
+            "advantage": keys.advantage,
+            "value_target": keys.value_target,
+            "value": keys.value,
+            "reward": keys.reward,
+            "done": keys.done,
+            "terminated": keys.terminated,
+        }
+
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         if self._value_estimator is not None:
-            self._value_estimator.set_keys(
-                advantage=self.tensor_keys.advantage,
-                value_target=self.tensor_keys.value_target,
-                value=self.tensor_keys.value,
-                reward=self.tensor_keys.reward,
-                done=self.tensor_keys.done,
-                terminated=self.tensor_keys.terminated,
-            )
+            self._value_estimator.set_keys(**self._estimator_keys())
 
     def make_value_estimator(self, value_type: ValueEstimators = None, **hyperparams):
         """Builds the estimator used when the input lacks advantage/value_target.
@@ -283,14 +287,7 @@ class AWRLoss(LossModule):
             self,
             value_type,
             supported=self.SUPPORTED_VALUE_ESTIMATORS,
-            tensor_keys={
-                "advantage": self.tensor_keys.advantage,
-                "value": self.tensor_keys.value,
-                "value_target": self.tensor_keys.value_target,
-                "reward": self.tensor_keys.reward,
-                "done": self.tensor_keys.done,
-                "terminated": self.tensor_keys.terminated,
-            },
+            tensor_keys=self._estimator_keys(),
             value_network=self.critic_network,
             **hp,
         )

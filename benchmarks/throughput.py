@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
 from awr_utils import (  # noqa: E402
+    batches_continue,
     make_collector,
     make_evaluator,
     make_loss,
@@ -75,6 +76,7 @@ def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
         checkpoint_path=run_dir / "checkpoint.pt",
         device=device,
         seed=cfg.seed,
+        contiguous_batches=batches_continue(cfg),
         progress=False,
     )
     full_history = trainer.train()

@@ -167,6 +167,16 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     return collector
 
 
+def batches_continue(cfg: DictConfig) -> bool:
+    """Whether each batch continues the previous one env by env.
+
+    Only several asynchronous workers break that: their consecutive batches come from
+    different environments. One async worker is the overlapped mode (collection runs in a second
+    process while the trainer learns) and keeps its envs' trajectories continuous.
+    """
+    return cfg.collector.type != "multi_async" or cfg.collector.num_workers == 1
+
+
 def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> TensorDictReplayBuffer:
     """FIFO storage of ``buffer.size`` transitions kept as [time, env] (``ndim=2``)."""
     if cfg.buffer.storage == "memory":

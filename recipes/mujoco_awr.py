@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from awr_utils import (  # noqa: E402
+    batches_continue,
     check_writable,
     make_collector,
     make_evaluator,
@@ -74,6 +75,7 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         save_buffer=cfg.checkpoint.save_buffer,
         device=device,
         seed=cfg.seed,
+        contiguous_batches=batches_continue(cfg),
         progress=cfg.progress,
     )
     if cfg.resume:

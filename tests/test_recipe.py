@@ -411,3 +411,13 @@ def test_missing_logger_package_is_named(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="pip install wandb"):
         run_recipe(tmp_path / "run", "logger.backend=wandb")
     assert not (tmp_path / "run").exists()
+
+
+def test_overlapped_collection_with_one_async_worker(tmp_path):
+    trainer = run_recipe(
+        tmp_path / "run", "collector.type=multi_async", "collector.num_workers=1", "eval.interval=0"
+    )
+    assert trainer.frames >= 1024 and trainer.contiguous_batches
+    assert_time_ordered(trainer.replay_buffer)
+    done = filled_storage(trainer.replay_buffer)["next", "done"][chronological_rows(trainer.replay_buffer)]
+    assert not done[63::64].all()  # batch ends are not forced to be cuts

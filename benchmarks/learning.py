@@ -3,6 +3,7 @@
     # run (resumable: finished runs are skipped, interrupted ones resume from their checkpoint)
     python benchmarks/learning.py run --tasks hopper halfcheetah --seeds 0 1 2 --frames 1000000 --jobs 2
     # aggregate: markdown table (stdout and --table) and learning-curve figure (--figure)
+    python benchmarks/learning.py export --to docs/results_data   # keep the logs the report reads
     python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
@@ -162,9 +163,25 @@ def _plot(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames")
+
+
+def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) -> None:
+    """Copies the logs the report reads (small CSVs) of every run to ``destination``."""
+    for task in tasks:
+        for seed in seeds:
+            source = run_dir(root, task, seed) / "logs" / "scalars"
+            for name in EXPORTED:
+                csv = source / f"{name}.csv"
+                if csv.is_file():
+                    target = run_dir(destination, task, seed) / "logs" / "scalars" / f"{name}.csv"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(csv.read_text())
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("command", choices=("run", "report", "export"))
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -173,12 +190,15 @@ def main(argv=None) -> None:
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
+    parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     args = parser.parse_args(argv)
     if args.command == "run":
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for line in pool.map(lambda job: launch(args.root, *job, args.frames, args.override), jobs):
                 print(line, flush=True)
+    if args.command == "export":
+        export(args.root, args.to, args.tasks, args.seeds)
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)
     if args.table is not None:

@@ -61,3 +61,6 @@ def test_learning_runs_resume_and_report(tmp_path):
     assert "resume=" in (tmp_path / "hopper" / "seed0.log").read_text()
     assert "| hopper | 1 |" in longer.stdout
     assert (tmp_path / "fig.png").stat().st_size > 0
+    learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
+    exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)
+    assert exported == learning.report(tmp_path, ["hopper"], [0], None)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.collectors import BaseCollector, MultiAsyncCollector
 from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger

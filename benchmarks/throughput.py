@@ -25,60 +25,31 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import (  # noqa: E402
-    batches_continue,
-    make_collector,
-    make_evaluator,
-    make_loss,
-    make_models,
-    make_optimizers,
-    make_replay_buffer,
-    make_trainer_config,
-    resolve_device,
-)
+from awr_utils import make_trainer, resolve_device  # noqa: E402
 
 from torchrl_awr.envs import make_env  # noqa: E402
 from torchrl_awr.models import make_mlp  # noqa: E402
-from torchrl_awr.trainer import AWRTrainer  # noqa: E402
 
 PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint")
 
 
 def load_config(task: str, overrides: list[str]):
     with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
-        return compose("config", overrides=[f"task={task}", "progress=false", *overrides])
+        return compose(
+            "config", overrides=[f"task={task}", "progress=false", "logger.backend=none", *overrides]
+        )
 
 
 def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
     """Runs the real trainer; returns wall time per phase and per iteration, after a warm-up."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    spec_env = make_env(cfg.env.name)
-    actor, critic, normalizer = make_models(cfg, spec_env, device)
-    loss = make_loss(cfg, actor, critic, spec_env.action_spec)
-    actor_opt, critic_opt = make_optimizers(cfg, loss)
-    trainer_cfg = make_trainer_config(cfg)
+    trainer = make_trainer(cfg, run_dir, resolve_device(cfg.device))
     warmup = 2
-    trainer_cfg.total_frames = (iterations + warmup) * cfg.collector.frames_per_batch
-    trainer_cfg.eval_interval = 0
-    trainer_cfg.checkpoint_interval = 0
-    collector = make_collector(cfg, actor, device)
-    evaluator = make_evaluator(cfg, actor)
-    trainer = AWRTrainer(
-        collector=collector,
-        replay_buffer=make_replay_buffer(cfg, run_dir, device),
-        loss_module=loss,
-        actor_optimizer=actor_opt,
-        critic_optimizer=critic_opt,
-        config=trainer_cfg,
-        normalizer=normalizer,
-        checkpoint_path=run_dir / "checkpoint.pt",
-        device=device,
-        seed=cfg.seed,
-        contiguous_batches=batches_continue(cfg),
-        progress=False,
-    )
+    trainer.config.total_frames = (iterations + warmup) * cfg.collector.frames_per_batch
+    trainer.config.eval_interval = 0
+    trainer.config.checkpoint_interval = 0
+    collector, evaluator = trainer.collector, trainer.evaluator
     full_history = trainer.train()
     history = full_history[warmup:]
     tic = time.perf_counter()

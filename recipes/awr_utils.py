@@ -16,7 +16,7 @@ from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr
 from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.models import action_bounds
-from torchrl_awr.trainer import AWRTrainerConfig
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
 COLLECTORS = ("single", "multi_sync", "multi_async")
 STORAGES = ("memory", "memmap")
@@ -218,4 +218,31 @@ def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
         checkpoint_interval=cfg.checkpoint.interval,
         log_interval=cfg.logger.log_interval,
         compile=cfg.train.compile,
+    )
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
+    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`."""
+    spec_env = make_env(cfg.env.name)
+    actor, critic, normalizer = make_models(cfg, spec_env, device)
+    loss = make_loss(cfg, actor, critic, spec_env.action_spec)
+    spec_env.close()
+    loss.make_value_estimator(gamma=cfg.loss.gamma, lmbda=cfg.loss.lmbda)
+    actor_optimizer, critic_optimizer = make_optimizers(cfg, loss)
+    return AWRTrainer(
+        collector=make_collector(cfg, actor, device),
+        replay_buffer=make_replay_buffer(cfg, run_dir, device),
+        loss_module=loss,
+        actor_optimizer=actor_optimizer,
+        critic_optimizer=critic_optimizer,
+        config=make_trainer_config(cfg),
+        normalizer=normalizer,
+        evaluator=make_evaluator(cfg, actor),
+        logger=make_logger(cfg, run_dir),
+        checkpoint_path=run_dir / "checkpoint.pt",
+        save_buffer=cfg.checkpoint.save_buffer,
+        device=device,
+        seed=cfg.seed,
+        contiguous_batches=batches_continue(cfg),
+        progress=cfg.progress,
     )

@@ -20,23 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from awr_utils import (  # noqa: E402
-    batches_continue,
-    check_writable,
-    make_collector,
-    make_evaluator,
-    make_logger,
-    make_loss,
-    make_models,
-    make_optimizers,
-    make_replay_buffer,
-    make_trainer_config,
-    resolve_device,
-    validate_config,
-)
+from awr_utils import check_writable, make_trainer, resolve_device, validate_config  # noqa: E402
 
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from torchrl_awr.envs import make_env  # noqa: E402
 from torchrl_awr.plotting import plot_history, plot_run  # noqa: E402
 from torchrl_awr.trainer import AWRTrainer  # noqa: E402
 
@@ -46,44 +32,19 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
     validate_config(cfg)
     device = resolve_device(cfg.device)
     check_writable(run_dir)
-    checkpoint_path = run_dir / "checkpoint.pt"
     if cfg.resume:
         load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     OmegaConf.save(cfg, run_dir / "config.yaml")
 
-    spec_env = make_env(cfg.env.name)
-    actor, critic, normalizer = make_models(cfg, spec_env, device)
-    loss = make_loss(cfg, actor, critic, spec_env.action_spec)
-    spec_env.close()
-    loss.make_value_estimator(gamma=cfg.loss.gamma, lmbda=cfg.loss.lmbda)
-    actor_optimizer, critic_optimizer = make_optimizers(cfg, loss)
-    replay_buffer = make_replay_buffer(cfg, run_dir, device)
-    collector = make_collector(cfg, actor, device)
-    trainer = AWRTrainer(
-        collector=collector,
-        replay_buffer=replay_buffer,
-        loss_module=loss,
-        actor_optimizer=actor_optimizer,
-        critic_optimizer=critic_optimizer,
-        config=make_trainer_config(cfg),
-        normalizer=normalizer,
-        evaluator=make_evaluator(cfg, actor),
-        logger=make_logger(cfg, run_dir),
-        checkpoint_path=checkpoint_path,
-        save_buffer=cfg.checkpoint.save_buffer,
-        device=device,
-        seed=cfg.seed,
-        contiguous_batches=batches_continue(cfg),
-        progress=cfg.progress,
-    )
+    trainer = make_trainer(cfg, run_dir, device)
     if cfg.resume:
         trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
     try:
         trainer.train()
     finally:
-        collector.shutdown()
+        trainer.collector.shutdown()
     if plot_run(run_dir) is None:
         plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
     return trainer

@@ -30,6 +30,7 @@ from torchrl_awr.targets import chronological_rows, filled_storage
 from torchrl_awr.trainer import AWRTrainer
 
 sys.path.insert(0, str(RECIPE.parent))
+import awr_utils  # noqa: E402
 import mujoco_awr  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -182,7 +183,7 @@ class ProbedTrainer(AWRTrainer):
 @pytest.fixture
 def probed(monkeypatch):
     ProbedTrainer.gaps, ProbedTrainer.stale_gaps = [], []
-    monkeypatch.setattr(mujoco_awr, "AWRTrainer", ProbedTrainer)
+    monkeypatch.setattr(awr_utils, "AWRTrainer", ProbedTrainer)
     return ProbedTrainer
 
 
@@ -345,7 +346,7 @@ def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was built before the config was checked")
 
-    monkeypatch.setattr(mujoco_awr, "make_env", no_env)
+    monkeypatch.setattr(awr_utils, "make_env", no_env)
     overrides, message = BAD_SETTINGS[case]
     with pytest.raises(ValueError, match=message):
         run_recipe(tmp_path / "run", *overrides)
@@ -353,7 +354,7 @@ def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
 
 
 def test_corrupt_checkpoint_fails_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(mujoco_awr, "make_env", None)
+    monkeypatch.setattr(awr_utils, "make_env", None)
     with pytest.raises(mujoco_awr.CheckpointError, match="corrupt or unreadable"):
         run_recipe(tmp_path / "run", f"resume={garbage_checkpoint(tmp_path)}")
     with pytest.raises(mujoco_awr.CheckpointError, match="No checkpoint at"):

@@ -244,7 +244,7 @@ class AWRTrainer:
 
     # ------------------------------------------------------------------ iteration
     def _prepare_batch(self, batch: TensorDictBase) -> TensorDictBase:
-        """``[n_envs, T]`` with target placeholders; cut at its end if batches do not continue."""
+        """The batch as ``[n_envs, T]``, with zero placeholders for the targets."""
         if batch.ndim == 1:
             batch = batch.unsqueeze(0)
         elif batch.ndim > 2:  # e.g. [workers, n_envs, T] stacked by a multi-process collector
@@ -259,10 +259,6 @@ class AWRTrainer:
                 f"The collected batch has no {self.keys.observation!r}; keys: "
                 f"{sorted(str(k) for k in batch.keys(True, True))}."
             )
-        if not self.contiguous_batches:
-            done = batch.get(self.keys.done).clone()
-            done[:, -1] = True
-            batch.set(self.keys.done, done)
         zeros = torch.zeros(*batch.shape, 1, device=batch.device)
         batch.set(self.keys.value_target, zeros)
         batch.set(self.keys.advantage, zeros.clone())
@@ -277,6 +273,8 @@ class AWRTrainer:
         if self.normalizer is not None and not self.normalizer.frozen:
             self.normalizer.update(batch.get(self.keys.observation).to(self.normalizer.loc.device))
         self.replay_buffer.extend(batch if self._storage_ndim == 2 else batch.squeeze(0))
+        if not self.contiguous_batches:
+            end_trajectories(self.replay_buffer, self.keys)
         self.frames += new_frames
         self.iteration += 1
         scale = new_frames / self.config.reference_frames_per_iteration
@@ -318,7 +316,7 @@ class AWRTrainer:
         return {**metrics, **timings}
 
     def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
-        done = batch.get(("next", "done"))
+        done = batch.get(self.keys.done)
         episode_reward = batch.get(("next", "episode_reward"), None)
         if episode_reward is None or not done.any():
             return {}

@@ -51,10 +51,10 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    """A resumed run continues in its checkpoint's directory; a new one in Hydra's run dir."""
+    """A resumed run continues in its checkpoint's directory; a new one in ``output_dir``."""
     if cfg.resume:
         return Path(cfg.resume).resolve().parent
-    return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.output_dir)
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:

@@ -423,3 +423,15 @@ def test_overlapped_collection_with_one_async_worker(tmp_path):
     assert_time_ordered(trainer.replay_buffer)
     done = filled_storage(trainer.replay_buffer)["next", "done"][chronological_rows(trainer.replay_buffer)]
     assert not done[63::64].all()  # batch ends are not forced to be cuts
+
+
+def test_missing_mujoco_is_named_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mujoco" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"Hopper-v5 needs MuJoCo.*pip install 'gymnasium\[mujoco\]'"):
+        run_recipe(tmp_path / "run")
+    assert not (tmp_path / "run").exists()

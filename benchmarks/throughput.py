@@ -21,13 +21,13 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import make_trainer, resolve_device  # noqa: E402
+from awr_utils import env_maker, make_trainer, resolve_device  # noqa: E402
 
-from torchrl_awr.envs import make_env  # noqa: E402
 from torchrl_awr.models import make_mlp  # noqa: E402
 
 PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint")
@@ -82,9 +82,8 @@ def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
     }
 
 
-def measure_env_floor(env_name: str, frames: int, obs_dim: int, act_dim: int, hidden) -> float:
-    """Seconds for ``frames`` raw gymnasium steps, the policy MLP choosing every action."""
-    env = gym.make(env_name)
+def measure_env_floor(env: gym.Env, frames: int, obs_dim: int, act_dim: int, hidden) -> float:
+    """Seconds for ``frames`` raw gymnasium steps of ``env``, the policy MLP choosing every action."""
     policy = make_mlp(obs_dim, hidden, act_dim)
     obs, _ = env.reset(seed=0)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
@@ -161,12 +160,13 @@ def main(argv=None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     trainer = measure_trainer(cfg, args.iterations, run_dir)
-    spec_env = make_env(cfg.env.name)
+    spec_env = env_maker(cfg)()
     obs_dim = spec_env.observation_spec["observation"].shape[-1]
     act_dim = spec_env.action_spec.shape[-1]
     spec_env.close()
     hidden = list(cfg.model.hidden_sizes)
-    env_floor = measure_env_floor(cfg.env.name, trainer["frames"], obs_dim, act_dim, hidden)
+    raw_env = gym.make(cfg.env.name, **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
+    env_floor = measure_env_floor(raw_env, trainer["frames"], obs_dim, act_dim, hidden)
     update_floor = measure_update_floor(
         trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,
         compiled=(False,) if args.smoke else (False, True),

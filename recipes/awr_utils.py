@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.record.loggers import get_logger
@@ -145,9 +145,19 @@ def make_optimizers(cfg: DictConfig, loss: AWRLoss):
     )
 
 
+def env_maker(cfg: DictConfig) -> functools.partial:
+    """``make_env`` for the configured task and its ``env.kwargs``; every env of a run uses it."""
+    return functools.partial(
+        make_env,
+        cfg.env.name,
+        env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+        keep_info=cfg.env.keep_info,
+    )
+
+
 def make_collector(cfg: DictConfig, actor, device: torch.device):
     """A TorchRL collector over batched envs; it runs until the trainer stops it."""
-    env_fn = functools.partial(make_env, cfg.env.name, num_envs=cfg.env.num_envs)
+    env_fn = functools.partial(env_maker(cfg), num_envs=cfg.env.num_envs)
     common = dict(
         frames_per_batch=cfg.collector.frames_per_batch,
         total_frames=-1,
@@ -156,7 +166,7 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
         auto_register_policy_transforms=False,
     )
     if cfg.collector.type == "single":
-        collector = Collector(make_env(cfg.env.name, num_envs=cfg.env.num_envs, seed=cfg.seed), actor, **common)
+        collector = Collector(env_fn(seed=cfg.seed), actor, **common)
     elif cfg.collector.type == "multi_sync":
         # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
         collector = MultiSyncCollector([env_fn] * cfg.collector.num_workers, actor, cat_results=0, **common)
@@ -191,7 +201,7 @@ def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
     if not cfg.eval.interval:
         return None
     num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
-    env = make_env(cfg.env.name, num_envs=num_envs, seed=cfg.seed + 10_000)
+    env = env_maker(cfg)(num_envs=num_envs, seed=cfg.seed + 10_000)
     return Evaluator(
         env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name)
     )
@@ -223,7 +233,7 @@ def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
 
 def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
     """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`."""
-    spec_env = make_env(cfg.env.name)
+    spec_env = env_maker(cfg)()
     actor, critic, normalizer = make_models(cfg, spec_env, device)
     loss = make_loss(cfg, actor, critic, spec_env.action_spec)
     spec_env.close()

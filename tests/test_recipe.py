@@ -272,6 +272,10 @@ BAD_COMMANDS = {
     "unknown key": (["foo=1"], r"Could not override 'foo'"),
     "unknown env": (["env.name=NoSuchEnv-v0"], r"error: Unknown gymnasium environment 'NoSuchEnv-v0'"),
     "zero frames": (["collector.total_frames=0"], r"error: These settings must be > 0: collector.total_frames=0"),
+    "bad env kwarg": (
+        ["+task.env_kwargs.no_such_arg=1"],
+        r"error: Hopper-v5 does not accept the env kwargs \{'no_such_arg': 1\}: .*no_such_arg",
+    ),
 }
 # Settings rejected by validate_config; in process (the command prints the same message, as above).
 BAD_SETTINGS = {

@@ -9,6 +9,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
 from torchrl_awr.envs import make_env
 from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.targets import filled_storage
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, epoch_indices
 
 ENV = "InvertedPendulum-v5"
@@ -100,6 +101,54 @@ def test_user_supplied_components_train():
     advantage = trainer.replay_buffer.storage._storage["advantage"]
     assert abs(advantage.mean().item()) < 1e-4
     assert advantage.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_compiled_updates_match_eager_and_compile_once():
+    """The compiled path (guards checked on each phase's first step only) trains as eager does."""
+    from torch._dynamo.utils import counters
+
+    def train(compile_updates: bool, total_frames: int):
+        trainer = build(total_frames=total_frames, compile=compile_updates)
+        try:
+            history = trainer.train()
+        finally:
+            trainer.collector.shutdown()
+        return trainer, history
+
+    torch._dynamo.reset()
+    eager, eager_history = train(False, 128)
+    compiled, compiled_history = train(True, 128)
+    for got, want in zip(parameters(compiled.loss_module), parameters(eager.loss_module)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for key in ("loss_actor", "loss_critic", "weight_ess", "explained_variance"):
+        assert compiled_history[-1][key] == pytest.approx(eager_history[-1][key], rel=1e-3, abs=1e-5)
+    # Two graphs (critic, actor) serve every later iteration: nothing recompiles.
+    graphs = counters["stats"]["unique_graphs"]
+    _, history = train(True, 256)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert all(torch.isfinite(torch.tensor(m["loss_actor"])) for m in history)
+
+
+def test_minibatches_are_one_tensor_per_key_from_the_buffer():
+    trainer = build()
+    try:
+        trainer._iterate(next(iter(trainer.collector)))
+        keys = trainer._actor_keys
+        minibatches = list(trainer._minibatches(keys, 5))
+    finally:
+        trainer.collector.shutdown()
+    assert len(minibatches) == 5
+    stored = filled_storage(trainer.replay_buffer).reshape(-1)
+    assert keys == ["observation", "action", "advantage"]
+
+    def rows(*columns):  # each sample's keys, joined, so a misaligned column would not match
+        return {tuple(torch.cat([c.reshape(c.shape[0], -1) for c in columns], -1)[i].tolist())
+                for i in range(columns[0].shape[0])}
+
+    stored_rows = rows(*(stored.get(key) for key in keys))
+    for tensors in minibatches:
+        assert [t.shape[0] for t in tensors] == [32] * len(keys)
+        assert rows(*tensors) <= stored_rows
 
 
 def test_single_env_ndim1_storage_trains():

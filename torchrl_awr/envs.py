@@ -29,27 +29,53 @@ def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
     return spec
 
 
+class _DropInfo(gym.Wrapper):
+    """Returns an empty ``info`` dict (the vector env still reports final observations)."""
+
+    def step(self, action):
+        observation, reward, terminated, truncated, _ = self.env.step(action)
+        return observation, reward, terminated, truncated, {}
+
+    def reset(self, **kwargs):
+        observation, _ = self.env.reset(**kwargs)
+        return observation, {}
+
+
+def _make_one(env_name: str, env_kwargs: dict, keep_info: bool) -> gym.Env:
+    env = gym.make(env_name, **env_kwargs)
+    return env if keep_info else _DropInfo(env)
+
+
 def make_env(
     env_name: str,
     *,
     num_envs: int = 1,
     seed: int | None = None,
     device: torch.device | str = "cpu",
+    env_kwargs: dict | None = None,
+    keep_info: bool = False,
 ) -> TransformedEnv:
     """``num_envs`` copies of a gymnasium task stepped together in one TorchRL env.
 
     A gymnasium ``SyncVectorEnv`` (same-step autoreset) under one ``GymWrapper`` pays TorchRL's
     per-step overhead once per batched step. On a time-limit end, ``("next", "observation")``
     holds the true final observation, so truncations can bootstrap V(s_T). Observations are
-    cast to float32 and ``episode_reward`` tracks the running return.
+    cast to float32 and ``episode_reward`` tracks the running return. ``env_kwargs`` go to
+    ``gym.make`` (e.g. ``{"include_cfrc_ext_in_observation": False}`` for Ant-v5).
+    The tasks' per-step ``info`` entries (``x_velocity``, reward terms, ...) are dropped unless
+    ``keep_info``: converting them costs about 1 ms per batched step, a fifth of collection.
     """
     if num_envs < 1:
         raise ValueError(f"make_env: num_envs must be >= 1, got {num_envs}.")
     check_env_name(env_name)
-    vector_env = gym.vector.SyncVectorEnv(
-        [functools.partial(gym.make, env_name)] * num_envs,
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
+    env_kwargs = dict(env_kwargs or {})
+    try:
+        vector_env = gym.vector.SyncVectorEnv(
+            [functools.partial(_make_one, env_name, env_kwargs, keep_info)] * num_envs,
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+    except TypeError as err:
+        raise ValueError(f"{env_name} does not accept the env kwargs {env_kwargs}: {err}") from err
     env = TransformedEnv(
         GymWrapper(vector_env, device=device),
         Compose(DoubleToFloat(), RewardSum()),

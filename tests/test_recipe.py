@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import shutil
 import signal
@@ -376,6 +377,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT on a hang dumps every thread
+        # A shell's background job inherits SIGINT ignored, and Python keeps it so; a terminal's
+        # Ctrl-C is what this test stands for.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     frames_log = out / "logs" / "scalars" / "wall_time.csv"
     try:
@@ -386,7 +391,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
             time.sleep(0.2)
         assert not (out / "checkpoint.pt").exists()  # only the interrupt will write one
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            pytest.fail(f"no exit 60 s after Ctrl-C; stacks:\n{process.communicate()[1][-6000:]}")
     finally:
         if process.poll() is None:
             process.kill()

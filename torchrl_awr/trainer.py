@@ -38,7 +38,12 @@ from torchrl_awr.targets import (
 
 @dataclass
 class AWRTrainerConfig:
-    """The iteration's numbers; defaults are the original AWR's."""
+    """The iteration's numbers; defaults are the original AWR's.
+
+    ``compile`` runs the losses through ``torch.compile``. Dynamo's guards are then checked on
+    the first step of each phase only, so a loss subclass must not change Python state that its
+    graph depends on (attributes, flags) in the middle of a phase.
+    """
 
     total_frames: int = 1_000_000
     reference_frames_per_iteration: int = 2048

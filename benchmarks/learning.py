@@ -5,6 +5,8 @@
     # aggregate: markdown table (stdout and --table) and learning-curve figure (--figure)
     python benchmarks/learning.py export --to docs/results_data   # keep the logs the report reads
     python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
+    # re-evaluate each run's last checkpoint, deterministic and stochastic policy side by side
+    python benchmarks/learning.py evaluate --tasks hopper --seeds 0 1 2 3 4 --episodes 32
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
@@ -24,7 +26,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "recipes"))
 
+from awr_utils import env_maker, make_trainer  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from torchrl.envs.utils import ExplorationType  # noqa: E402
+
+from torchrl_awr.envs import max_episode_steps  # noqa: E402
+from torchrl_awr.evaluation import Evaluator  # noqa: E402
 from torchrl_awr.plotting import EVAL_RETURN, read_scalar  # noqa: E402
 
 # The original AWR's test returns (mean, sd over its published runs), from ../shared/awr_reference.md.
@@ -166,6 +175,48 @@ def _plot(curves: dict, path: Path) -> None:
 EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames")
 
 
+def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int) -> str:
+    """Each run's last checkpoint evaluated with the deterministic and the stochastic policy.
+
+    The runs used the recipe's defaults for ``task``/``seed`` (as ``run`` launches them), so the
+    models are rebuilt from that config. Episodes run on a fresh environment seed.
+    """
+    rows = [
+        "| task | seed | samples | deterministic return | stochastic return | "
+        "deterministic episodes at the time limit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for seed in seeds:
+            checkpoint = run_dir(root, task, seed) / "checkpoint.pt"
+            if not checkpoint.is_file():
+                continue
+            with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
+                cfg = compose("config", overrides=[
+                    f"task={task}", f"seed={seed}", "logger.backend=none", "progress=false",
+                    "eval.interval=0", "checkpoint.interval=0", "train.compile=false",
+                ])
+            trainer = make_trainer(cfg, checkpoint.parent, torch.device("cpu"))
+            trainer.load(checkpoint)
+            trainer.collector.shutdown()
+            results = {}
+            for mode in (ExplorationType.DETERMINISTIC, ExplorationType.RANDOM):
+                env = env_maker(cfg)(num_envs=episodes, seed=seed + 20_000)
+                evaluator = Evaluator(
+                    env, trainer.loss_module.actor_network, num_episodes=episodes,
+                    max_episode_steps=max_episode_steps(cfg.env.name), exploration_type=mode,
+                )
+                results[mode] = evaluator()
+                env.close()
+            deterministic, stochastic = results[ExplorationType.DETERMINISTIC], results[ExplorationType.RANDOM]
+            rows.append(
+                f"| {task} | {seed} | {trainer.frames} | {deterministic['eval/return_mean']:.0f} "
+                f"| {stochastic['eval/return_mean']:.0f} "
+                f"| {round(deterministic['eval/time_limit_fraction'] * episodes)} / {episodes} |"
+            )
+    return "\n".join(rows)
+
+
 def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) -> None:
     """Copies the logs the report reads (small CSVs) of every run to ``destination``."""
     for task in tasks:
@@ -181,7 +232,7 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "export"))
+    parser.add_argument("command", choices=("run", "report", "export", "evaluate"))
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -191,6 +242,7 @@ def main(argv=None) -> None:
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
+    parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     args = parser.parse_args(argv)
     if args.command == "run":
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
@@ -199,6 +251,9 @@ def main(argv=None) -> None:
                 print(line, flush=True)
     if args.command == "export":
         export(args.root, args.to, args.tasks, args.seeds)
+    if args.command == "evaluate":
+        print(evaluate(args.root, args.tasks, args.seeds, args.episodes))
+        return
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)
     if args.table is not None:

@@ -64,3 +64,8 @@ def test_learning_runs_resume_and_report(tmp_path):
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)
     assert exported == learning.report(tmp_path, ["hopper"], [0], None)
+    # The last checkpoint re-evaluated with both policies.
+    table = learning.evaluate(tmp_path, ["hopper"], [0], episodes=2).splitlines()
+    assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
+    deterministic, stochastic, at_limit = (cell.strip() for cell in table[2].split("|")[4:7])
+    assert float(deterministic) > 0 and float(stochastic) > 0 and at_limit.endswith("/ 2")

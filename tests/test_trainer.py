@@ -205,3 +205,35 @@ def test_bad_settings_raise():
             trainer.train()
     finally:
         trainer.collector.shutdown()
+
+
+class _RecordsExploration(torch.nn.Module):
+    """Wraps a policy and records the exploration type it is called under."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy, self.seen = policy, set()
+
+    def forward(self, tensordict):
+        from torchrl.envs.utils import exploration_type
+
+        self.seen.add(exploration_type())
+        return self.policy(tensordict)
+
+
+@pytest.mark.parametrize("mode", ["DETERMINISTIC", "RANDOM"])
+def test_evaluator_policy_mode_and_time_limit_fraction(mode):
+    from torchrl.envs.utils import ExplorationType
+
+    env = make_env(ENV, num_envs=4, seed=0, env_kwargs={"max_episode_steps": 5})
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    policy = _RecordsExploration(make_awr_actor(obs_dim, env.action_spec_unbatched, hidden_sizes=(8,)))
+    evaluator = Evaluator(env, policy, num_episodes=6, max_episode_steps=5,
+                          exploration_type=ExplorationType[mode])
+    result = evaluator()
+    env.close()
+    assert policy.seen == {ExplorationType[mode]}
+    # InvertedPendulum pays 1 per step; a fresh policy balances for 5 steps: every episode
+    # reaches the time limit with return 5.
+    assert result["eval/return_mean"] == pytest.approx(5.0)
+    assert result["eval/time_limit_fraction"] == 1.0

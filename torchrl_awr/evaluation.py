@@ -1,4 +1,4 @@
-"""Deterministic-policy evaluation on a separate, batched environment."""
+"""Policy evaluation (deterministic by default) on a separate, batched environment."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,10 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 class Evaluator:
     """Runs ``num_episodes`` episodes with the deterministic policy and reports their returns.
+
+    ``exploration_type=ExplorationType.RANDOM`` evaluates the stochastic policy instead (the
+    one that collects the training data). ``eval/time_limit_fraction`` is the share of episodes
+    that lasted ``max_episode_steps``.
 
     ``env`` is batched (``env.batch_size == [n_envs]``) and resets its sub-envs on its own
     (TorchRL's ``step_and_maybe_reset``); the first episode of each sub-env is counted, so
@@ -25,6 +29,7 @@ class Evaluator:
         *,
         num_episodes: int = 32,
         max_episode_steps: int = 1000,
+        exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
     ):
         if num_episodes < 1:
             raise ValueError(f"Evaluator: num_episodes must be >= 1, got {num_episodes}.")
@@ -36,12 +41,13 @@ class Evaluator:
         self.policy = policy
         self.num_episodes = num_episodes
         self.max_episode_steps = max_episode_steps
+        self.exploration_type = exploration_type
 
     @torch.no_grad()
     def __call__(self) -> dict[str, float]:
         n_envs = self.env.batch_size[0]
         returns, lengths = [], []
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
+        with set_exploration_type(self.exploration_type):
             for _ in range(math.ceil(self.num_episodes / n_envs)):
                 episode_return, episode_length = self._first_episodes()
                 returns.append(episode_return)
@@ -52,6 +58,7 @@ class Evaluator:
             "eval/return_mean": returns.mean().item(),
             "eval/return_std": returns.std(unbiased=False).item(),
             "eval/episode_length_mean": lengths.float().mean().item(),
+            "eval/time_limit_fraction": (lengths >= self.max_episode_steps).float().mean().item(),
         }
 
     def _first_episodes(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,8 @@ from torchrl.objectives.utils import (
     distance_loss,
 )
 
+from torchrl_awr.models import reshape_legacy_bounds
+
 LOSS_CRITIC_TYPES = ("l2", "l1", "smooth_l1")
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -205,6 +207,10 @@ class AWRLoss(LossModule):
             self.register_buffer("action_half_range", (high - low) / 2)
         # dist.logits are log-softmax normalised; the penalty is on the network's raw logits.
         self._logits_key = _logits_key(actor_network) if logits_l2_coeff > 0 else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        reshape_legacy_bounds(self, state_dict, prefix, ("action_center", "action_half_range"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def in_keys(self):

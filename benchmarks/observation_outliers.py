@@ -1,0 +1,69 @@
+"""Standardised-observation outliers of a run: the diagnosis behind hiding Ant's contact forces.
+
+    python benchmarks/observation_outliers.py --task ant --checkpoint runs/ant_debug/cfrc/checkpoint.pt \\
+        --iterations 6 --override task.env_kwargs.include_cfrc_ext_in_observation=true
+
+Loads the checkpoint (with its replay buffer, so it needs ``checkpoint.save_buffer=true``),
+reports how many observation dimensions sit on the normaliser's std floor and the largest
+|z| in the buffer, then trains ``--iterations`` more iterations and reports, for each new batch,
+its largest |z| and the dimensions beyond ``--threshold`` before training on it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+
+from awr_utils import make_trainer  # noqa: E402
+
+from torchrl_awr.targets import filled_storage  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--threshold", type=float, default=20.0)
+    parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
+    args = parser.parse_args(argv)
+    with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            f"task={args.task}", "progress=false", "logger.backend=none", "train.compile=false",
+            "eval.interval=0", "checkpoint.interval=0", *args.override,
+        ])
+    trainer = make_trainer(cfg, args.checkpoint.parent, torch.device("cpu"))
+    trainer.load(args.checkpoint, load_buffer=True)
+    normalizer = trainer.normalizer
+    key = trainer.keys.observation
+
+    def z_scores(observation: torch.Tensor) -> torch.Tensor:
+        return ((observation - normalizer.loc) / normalizer.scale).abs().reshape(-1, observation.shape[-1])
+
+    floored = (normalizer.scale <= normalizer.min_std * 1.0001).sum().item()
+    stored = z_scores(filled_storage(trainer.replay_buffer).get(key))
+    print(f"iteration {trainer.iteration}: {floored} of {normalizer.scale.numel()} dims on the std floor; "
+          f"buffer max |z| {stored.max():.1f}")
+    try:
+        for _, batch in zip(range(args.iterations), trainer.collector):
+            z = z_scores(batch.get(key))
+            beyond = (z > args.threshold).any(0).nonzero().flatten().tolist()
+            print(f"iteration {trainer.iteration + 1}: batch max |z| {z.max():.1f}, rows beyond "
+                  f"{args.threshold:g}: {(z > args.threshold).any(-1).sum().item()}, dims: {beyond}")
+            try:
+                trainer._iterate(batch)
+            except FloatingPointError as err:
+                print(f"  diverged: {err}")
+                break
+    finally:
+        trainer.collector.shutdown()
+
+
+if __name__ == "__main__":
+    main()

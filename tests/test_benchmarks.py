@@ -69,3 +69,21 @@ def test_learning_runs_resume_and_report(tmp_path):
     assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
     deterministic, stochastic, at_limit = (cell.strip() for cell in table[2].split("|")[4:7])
     assert float(deterministic) > 0 and float(stochastic) > 0 and at_limit.endswith("/ 2")
+
+
+def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
+    from recipe_helpers import SMALL as RECIPE_SMALL
+    from recipe_helpers import run_recipe
+
+    import observation_outliers
+
+    run_recipe(tmp_path, "checkpoint.save_buffer=true", "train.compile=false")
+    overrides = [o for o in RECIPE_SMALL if not o.startswith(("task=", "progress="))]
+    observation_outliers.main([
+        "--task", "hopper", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--iterations", "2",
+        "--threshold", "0", *[arg for o in overrides for arg in ("--override", o)],
+    ])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("iteration 4: ") and "of 11 dims on the std floor" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == ["iteration 5", "iteration 6"]
+    assert all("dims: [" in line and "dims: []" not in line for line in lines[1:])  # threshold 0

@@ -129,6 +129,24 @@ def test_compiled_updates_match_eager_and_compile_once():
     assert all(torch.isfinite(torch.tensor(m["loss_actor"])) for m in history)
 
 
+def test_skipping_guards_within_a_phase_changes_nothing(monkeypatch):
+    """Guards checked on every step or only on each phase's first: bitwise the same training."""
+    import contextlib
+
+    def train(check_every_step: bool):
+        trainer = build(total_frames=192, compile=True)
+        if check_every_step:
+            monkeypatch.setattr(trainer, "_trusted_guards", contextlib.nullcontext)
+        try:
+            trainer.train()
+        finally:
+            trainer.collector.shutdown()
+        return parameters(trainer.loss_module)
+
+    for got, want in zip(train(False), train(True)):
+        assert torch.equal(got, want)
+
+
 def test_minibatches_are_one_tensor_per_key_from_the_buffer():
     trainer = build()
     try:

@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import env_maker, make_trainer  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
+from awr_utils import compose_config, env_maker, make_trainer  # noqa: E402
 from torchrl.envs.utils import ExplorationType  # noqa: E402
 
 from torchrl_awr.envs import max_episode_steps  # noqa: E402
@@ -175,11 +174,13 @@ def _plot(curves: dict, path: Path) -> None:
 EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames")
 
 
-def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int) -> str:
+def evaluate(
+    root: Path, tasks: list[str], seeds: list[int], episodes: int, overrides: list[str] = ()
+) -> str:
     """Each run's last checkpoint evaluated with the deterministic and the stochastic policy.
 
-    The runs used the recipe's defaults for ``task``/``seed`` (as ``run`` launches them), so the
-    models are rebuilt from that config. Episodes run on a fresh environment seed.
+    The models are rebuilt from the recipe's config for ``task``/``seed`` plus ``overrides``
+    (pass the ones the runs were launched with). Episodes run on a fresh environment seed.
     """
     rows = [
         "| task | seed | samples | deterministic return | stochastic return | "
@@ -191,11 +192,10 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int) -> s
             checkpoint = run_dir(root, task, seed) / "checkpoint.pt"
             if not checkpoint.is_file():
                 continue
-            with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
-                cfg = compose("config", overrides=[
-                    f"task={task}", f"seed={seed}", "logger.backend=none", "progress=false",
-                    "eval.interval=0", "checkpoint.interval=0", "train.compile=false",
-                ])
+            cfg = compose_config(
+                f"task={task}", f"seed={seed}", "logger.backend=none", "progress=false",
+                "eval.interval=0", "checkpoint.interval=0", "train.compile=false", *overrides,
+            )
             trainer = make_trainer(cfg, checkpoint.parent, torch.device("cpu"))
             trainer.load(checkpoint)
             trainer.collector.shutdown()
@@ -252,7 +252,7 @@ def main(argv=None) -> None:
     if args.command == "export":
         export(args.root, args.to, args.tasks, args.seeds)
     if args.command == "evaluate":
-        print(evaluate(args.root, args.tasks, args.seeds, args.episodes))
+        print(evaluate(args.root, args.tasks, args.seeds, args.episodes, args.override))
         return
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)

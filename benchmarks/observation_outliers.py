@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import make_trainer  # noqa: E402
+from awr_utils import compose_config, make_trainer  # noqa: E402
 
 from torchrl_awr.targets import filled_storage  # noqa: E402
 
@@ -33,11 +32,10 @@ def main(argv=None) -> None:
     parser.add_argument("--threshold", type=float, default=20.0)
     parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
     args = parser.parse_args(argv)
-    with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"task={args.task}", "progress=false", "logger.backend=none", "train.compile=false",
-            "eval.interval=0", "checkpoint.interval=0", *args.override,
-        ])
+    cfg = compose_config(
+        f"task={args.task}", "progress=false", "logger.backend=none", "train.compile=false",
+        "eval.interval=0", "checkpoint.interval=0", *args.override,
+    )
     trainer = make_trainer(cfg, args.checkpoint.parent, torch.device("cpu"))
     trainer.load(args.checkpoint, load_buffer=True)
     normalizer = trainer.normalizer

@@ -20,13 +20,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import env_maker, make_trainer, resolve_device  # noqa: E402
+from awr_utils import compose_config, env_kwargs, env_maker, make_trainer, resolve_device  # noqa: E402
 
 from torchrl_awr.models import make_mlp  # noqa: E402
 
@@ -34,10 +32,7 @@ PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint
 
 
 def load_config(task: str, overrides: list[str]):
-    with initialize_config_dir(str(ROOT / "recipes" / "config"), version_base="1.3"):
-        return compose(
-            "config", overrides=[f"task={task}", "progress=false", "logger.backend=none", *overrides]
-        )
+    return compose_config(f"task={task}", "progress=false", "logger.backend=none", *overrides)
 
 
 def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
@@ -165,7 +160,7 @@ def main(argv=None) -> dict:
     act_dim = spec_env.action_spec.shape[-1]
     spec_env.close()
     hidden = list(cfg.model.hidden_sizes)
-    raw_env = gym.make(cfg.env.name, **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
+    raw_env = gym.make(cfg.env.name, **env_kwargs(cfg))
     env_floor = measure_env_floor(raw_env, trainer["frames"], obs_dim, act_dim, hidden)
     update_floor = measure_update_floor(
         trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,

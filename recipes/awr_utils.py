@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
@@ -18,6 +19,7 @@ from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.models import action_bounds
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
 COLLECTORS = ("single", "multi_sync", "multi_async")
 STORAGES = ("memory", "memmap")
 OPTIMIZERS = ("sgd", "adam")
@@ -145,13 +147,22 @@ def make_optimizers(cfg: DictConfig, loss: AWRLoss):
     )
 
 
+def compose_config(*overrides: str) -> DictConfig:
+    """The recipe's config with Hydra-style ``overrides``, for scripts that do not go through
+    the command line (benchmarks, tests)."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def env_kwargs(cfg: DictConfig) -> dict:
+    """The ``gym.make`` kwargs of the configured task (``task.env_kwargs``)."""
+    return OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+
+
 def env_maker(cfg: DictConfig) -> functools.partial:
     """``make_env`` for the configured task and its ``env.kwargs``; every env of a run uses it."""
     return functools.partial(
-        make_env,
-        cfg.env.name,
-        env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-        keep_info=cfg.env.keep_info,
+        make_env, cfg.env.name, env_kwargs=env_kwargs(cfg), keep_info=cfg.env.keep_info
     )
 
 

@@ -7,14 +7,16 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from torchrl_awr.targets import chronological_rows, filled_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
-CONFIG_DIR = ROOT / "recipes" / "config"
+if str(RECIPE.parent) not in sys.path:
+    sys.path.insert(0, str(RECIPE.parent))
+
+import awr_utils  # noqa: E402
 
 # 4 iterations of 256 frames (4 envs x 64 steps), eval and checkpoint every 2.
 SMALL = [
@@ -37,14 +39,11 @@ SMALL = [
 
 def compose_config(*overrides: str) -> DictConfig:
     """The recipe's config with :data:`SMALL` and then ``overrides`` applied."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[*SMALL, *overrides])
+    return awr_utils.compose_config(*SMALL, *overrides)
 
 
 def run_recipe(run_dir: Path, *overrides: str):
     """``mujoco_awr.run`` in this process; returns the trainer."""
-    if str(RECIPE.parent) not in sys.path:
-        sys.path.insert(0, str(RECIPE.parent))
     import mujoco_awr
 
     return mujoco_awr.run(compose_config(*overrides), Path(run_dir))

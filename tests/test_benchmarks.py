@@ -69,6 +69,10 @@ def test_learning_runs_resume_and_report(tmp_path):
     assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
     deterministic, stochastic, at_limit = (cell.strip() for cell in table[2].split("|")[4:7])
     assert float(deterministic) > 0 and float(stochastic) > 0 and at_limit.endswith("/ 2")
+    # Overrides rebuild the models as the runs were launched: a wider observation cannot load.
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        learning.evaluate(tmp_path, ["hopper"], [0], episodes=2,
+                          overrides=["+task.env_kwargs.exclude_current_positions_from_observation=false"])
 
 
 def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):

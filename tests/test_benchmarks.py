@@ -91,3 +91,15 @@ def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
     assert lines[0].startswith("iteration 4: ") and "of 11 dims on the std floor" in lines[0]
     assert [line.split(":")[0] for line in lines[1:]] == ["iteration 5", "iteration 6"]
     assert all("dims: [" in line and "dims: []" not in line for line in lines[1:])  # threshold 0
+
+
+def test_step_costs_reports_every_measure(capsys):
+    import re
+
+    import step_costs
+
+    step_costs.main()
+    out = capsys.readouterr().out
+    numbers = [float(x) for x in re.findall(r"(\d+\.\d+) ms", out)]
+    assert len(numbers) == 7 and all(x > 0 for x in numbers)
+    assert "keep_info=True" in out and "keep_info=False" in out and "guards checked" in out

@@ -1,0 +1,75 @@
+"""Micro-costs behind docs/performance.md's "what the last round bought" (Hopper-v5, 1 thread).
+
+    python benchmarks/step_costs.py
+
+Measures, each as a median over repeats: one batched step of 16 envs through TorchRL with and
+without the tasks' per-step info (and the raw gymnasium ``SyncVectorEnv`` step); one compiled
+actor update with dynamo's guards checked and skipped; and reducing 1000 steps' diagnostics
+from TensorDicts versus from flat tensors.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+
+from awr_utils import compose_config, make_trainer  # noqa: E402
+
+from torchrl_awr.envs import make_env  # noqa: E402
+
+
+def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - tic) / calls * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    for keep_info in (True, False):
+        env = make_env("Hopper-v5", num_envs=16, seed=0, keep_info=keep_info)
+        ms = per_call_ms(lambda: env.rollout(64, break_when_any_done=False), 1) / 64
+        print(f"TorchRL batched step, 16 envs, keep_info={keep_info}: {ms:.2f} ms")
+        env.close()
+    raw = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5")] * 16,
+                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    raw.reset(seed=0)
+    print(f"raw SyncVectorEnv step, 16 envs: {per_call_ms(lambda: raw.step(raw.action_space.sample()), 64):.2f} ms")
+
+    cfg = compose_config("task=hopper", "progress=false", "logger.backend=none", "eval.interval=0",
+                         "checkpoint.interval=0", "collector.frames_per_batch=4096")
+    trainer = make_trainer(cfg, Path("/tmp/awr_step_costs"), torch.device("cpu"))
+    trainer._iterate(next(iter(trainer.collector)))
+    trainer.collector.shutdown()
+    batches = list(trainer._minibatches(trainer._actor_keys, 64))
+    index = iter(range(10**9))
+
+    def actor_step():
+        trainer._actor_step(*batches[next(index) % 64])
+
+    checked = per_call_ms(actor_step, 500)
+    with trainer._trusted_guards():
+        skipped = per_call_ms(actor_step, 500)
+    print(f"compiled actor step: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
+
+    results = [trainer._actor_step(*batches[i % 64]) for i in range(1000)]
+    flat = [torch.stack(list(r.values())) for r in results]
+    as_tensordicts = per_call_ms(lambda: torch.stack(results).mean(), 1)
+    as_flat = per_call_ms(lambda: torch.stack(flat).mean(0), 1)
+    print(f"reduce 1000 steps' diagnostics: TensorDict stack {as_tensordicts:.1f} ms, flat {as_flat:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,9 @@
     python benchmarks/step_costs.py
 
 Measures, each as a median over repeats: one batched step of 16 envs through TorchRL with and
-without the tasks' per-step info (and the raw gymnasium ``SyncVectorEnv`` step); one compiled
-actor update with dynamo's guards checked and skipped; and reducing 1000 steps' diagnostics
-from TensorDicts versus from flat tensors.
+without the tasks' per-step info (and the raw gymnasium ``SyncVectorEnv`` step); one actor
+update as a compiled loss followed by eager backward and SGD, and fused into one compiled graph
+(the default), each with dynamo's guards checked and skipped.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 from awr_utils import compose_config, make_trainer  # noqa: E402
 
 from torchrl_awr.envs import make_env  # noqa: E402
+from torchrl_awr.updates import UpdateStep  # noqa: E402
 
 
 def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
@@ -53,23 +54,19 @@ def main() -> None:
     trainer = make_trainer(cfg, Path("/tmp/awr_step_costs"), torch.device("cpu"))
     trainer._iterate(next(iter(trainer.collector)))
     trainer.collector.shutdown()
-    batches = list(trainer._minibatches(trainer._actor_keys, 64))
+    fused = trainer._actor_step
+    unfused = UpdateStep(trainer.loss_module, trainer.loss_module.actor_loss, trainer.actor_optimizer,
+                         fused.keys, compile=True, fuse=False)
+    batches = list(trainer._minibatches(fused.keys, 64))
     index = iter(range(10**9))
+    for name, step in (("compiled loss + eager backward/SGD", unfused), ("fused forward/backward/SGD", fused)):
+        def actor_step():
+            step(*batches[next(index) % 64])
 
-    def actor_step():
-        trainer._actor_step(*batches[next(index) % 64])
-
-    checked = per_call_ms(actor_step, 500)
-    with trainer._trusted_guards():
-        skipped = per_call_ms(actor_step, 500)
-    print(f"compiled actor step: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
-
-    results = [trainer._actor_step(*batches[i % 64]) for i in range(1000)]
-    flat = [torch.stack(list(r.values())) for r in results]
-    as_tensordicts = per_call_ms(lambda: torch.stack(results).mean(), 1)
-    as_flat = per_call_ms(lambda: torch.stack(flat).mean(0), 1)
-    print(f"reduce 1000 steps' diagnostics: TensorDict stack {as_tensordicts:.1f} ms, flat {as_flat:.2f} ms")
-
+        checked = per_call_ms(actor_step, 500)
+        with trainer._trusted_guards():
+            skipped = per_call_ms(actor_step, 500)
+        print(f"actor step, {name}: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
 
 if __name__ == "__main__":
     main()

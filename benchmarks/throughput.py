@@ -7,7 +7,8 @@ The trainer runs ``--iterations`` AWR iterations with the recipe's default confi
 Hydra-style ``--override key=value``). The floor, measured in the same process, is what no
 implementation of this config can beat on this machine: raw gymnasium stepping of the task with
 the same policy MLP in a tight loop, plus the same number of critic and actor SGD steps on
-pre-made tensors in the fastest plain-PyTorch loop (eager or compiled, whichever is faster).
+pre-made tensors in the fastest plain-PyTorch loop: eager, compiled loss and backward, or forward,
+backward and SGD update fused into one compiled graph, whichever is fastest.
 """
 from __future__ import annotations
 
@@ -93,45 +94,66 @@ def measure_env_floor(env: gym.Env, frames: int, obs_dim: int, act_dim: int, hid
     return time.perf_counter() - tic
 
 
-def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, compiled: bool) -> float:
-    """Seconds for ``steps`` SGD steps of the plain-PyTorch loss on pre-made minibatches."""
+UPDATE_FLOOR_KINDS = ("eager", "compiled", "fused")
+
+
+def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, mode: str) -> float:
+    """Seconds for ``steps`` SGD (momentum 0.9) steps of a plain-PyTorch loss on pre-made minibatches.
+
+    ``mode``: ``eager``; ``compiled`` (loss and backward compiled, ``optimizer.step()`` eager);
+    ``fused`` (forward, ``torch.func.grad`` and the SGD update in one compiled graph).
+    """
     net = make_mlp(obs_dim, hidden, out_dim)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, foreach=True)
     batches = 64
     obs = torch.randn(batches, 256, obs_dim)
     target = torch.randn(batches, 256, out_dim)
     weight = torch.rand(batches, 256)
 
-    def loss_and_backward(o, t, w):
-        out = net(o)
+    def loss_of(out, t, w):
         if kind == "critic":
-            loss = 0.5 * (out - t).pow(2).mean()
-        else:
-            log_prob = -0.5 * ((t - out) / 0.4).pow(2).sum(-1)
-            loss = -(w * log_prob).mean() + 5.0 * (out.abs() - 1).clamp(min=0).pow(2).sum(-1).mean()
-        loss.backward()
+            return 0.5 * (out - t).pow(2).mean()
+        log_prob = -0.5 * ((t - out) / 0.4).pow(2).sum(-1)
+        return -(w * log_prob).mean() + 5.0 * (out.abs() - 1).clamp(min=0).pow(2).sum(-1).mean()
 
-    fn = torch.compile(loss_and_backward, dynamic=False) if compiled else loss_and_backward
+    if mode == "fused":
+        params = {name: p.detach() for name, p in net.named_parameters()}
+        momentum = [torch.zeros_like(p) for p in params.values()]
+
+        def fused_step(o, t, w):
+            grads = torch.func.grad(lambda p: loss_of(torch.func.functional_call(net, p, (o,)), t, w))(params)
+            torch._foreach_mul_(momentum, 0.9)
+            torch._foreach_add_(momentum, list(grads.values()))
+            torch._foreach_add_(list(params.values()), momentum, alpha=-lr)
+
+        update = torch.compile(fused_step, dynamic=False)
+    else:
+        optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, foreach=True)
+
+        def loss_and_backward(o, t, w):
+            loss_of(net(o), t, w).backward()
+
+        backward = torch.compile(loss_and_backward, dynamic=False) if mode == "compiled" else loss_and_backward
+
+        def update(o, t, w):
+            optimizer.zero_grad(set_to_none=True)
+            backward(o, t, w)
+            optimizer.step()
+
     for i in range(3):
-        optimizer.zero_grad(set_to_none=True)
-        fn(obs[i], target[i], weight[i])
-        optimizer.step()
+        update(obs[i], target[i], weight[i])
     tic = time.perf_counter()
     for i in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        fn(obs[i % batches], target[i % batches], weight[i % batches])
-        optimizer.step()
+        update(obs[i % batches], target[i % batches], weight[i % batches])
     return time.perf_counter() - tic
 
 
-def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden, compiled=(False, True)) -> dict:
-    best = {}
+def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden, modes=UPDATE_FLOOR_KINDS) -> dict:
+    """Per network: seconds of the fastest mode, and every mode's seconds."""
+    best, all_modes = {}, {}
     for kind, steps, out_dim in (("critic", critic_steps, 1), ("actor", actor_steps, act_dim)):
-        best[kind] = min(
-            _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, compiled)
-            for compiled in compiled
-        )
-    return best
+        all_modes[kind] = {mode: _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, mode) for mode in modes}
+        best[kind] = min(all_modes[kind].values())
+    return best, all_modes
 
 
 def main(argv=None) -> dict:
@@ -162,9 +184,9 @@ def main(argv=None) -> dict:
     hidden = list(cfg.model.hidden_sizes)
     raw_env = gym.make(cfg.env.name, **env_kwargs(cfg))
     env_floor = measure_env_floor(raw_env, trainer["frames"], obs_dim, act_dim, hidden)
-    update_floor = measure_update_floor(
+    update_floor, update_floor_modes = measure_update_floor(
         trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,
-        compiled=(False,) if args.smoke else (False, True),
+        modes=("eager",) if args.smoke else UPDATE_FLOOR_KINDS,
     )
     floor = env_floor + sum(update_floor.values())
     scale = 1e6 / trainer["frames"]
@@ -183,6 +205,7 @@ def main(argv=None) -> dict:
         "phase_share": {k: v / trainer["train_seconds"] for k, v in trainer["phase_seconds"].items()},
         "eval_seconds_each": trainer["eval_seconds_each"],
         "floor_seconds": {"env": env_floor, **update_floor},
+        "floor_update_seconds_by_mode": update_floor_modes,
         "floor_minutes_per_million": floor * scale / 60,
         "ratio_trainer_to_floor": trainer["train_seconds"] / floor,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

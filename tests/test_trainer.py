@@ -151,7 +151,7 @@ def test_minibatches_are_one_tensor_per_key_from_the_buffer():
     trainer = build()
     try:
         trainer._iterate(next(iter(trainer.collector)))
-        keys = trainer._actor_keys
+        keys = trainer._actor_step.keys
         minibatches = list(trainer._minibatches(keys, 5))
     finally:
         trainer.collector.shutdown()

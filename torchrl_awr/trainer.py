@@ -11,13 +11,12 @@ import contextlib
 import math
 import signal
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.collectors import BaseCollector, MultiAsyncCollector
 from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger
@@ -34,13 +33,15 @@ from torchrl_awr.targets import (
     filled_storage,
     storage_of,
 )
+from torchrl_awr.updates import UpdateStep
 
 
 @dataclass
 class AWRTrainerConfig:
     """The iteration's numbers; defaults are the original AWR's.
 
-    ``compile`` runs the losses through ``torch.compile``. Dynamo's guards are then checked on
+    ``compile`` runs each update step through ``torch.compile`` (for SGD optimizers, loss,
+    gradient and update as one graph: :class:`~torchrl_awr.updates.UpdateStep`). Dynamo's guards are then checked on
     the first step of each phase only, so a loss subclass must not change Python state that its
     graph depends on (attributes, flags) in the middle of a phase.
     """
@@ -89,27 +90,6 @@ def epoch_indices(
     passes = math.ceil(needed / num_items)
     order = torch.cat([torch.randperm(num_items, generator=generator) for _ in range(passes)])
     return order[:needed].view(num_batches, batch_size).to(device)
-
-
-def _compile_with_fallback(fn: Callable) -> Callable:
-    """``torch.compile(fn)``, replaced by ``fn`` itself (with a warning) if compilation fails."""
-    current = [torch.compile(fn, dynamic=False)]
-
-    def call(*args):
-        if current[0] is fn:
-            return fn(*args)
-        try:
-            return current[0](*args)
-        except (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.InductorError) as err:
-            warnings.warn(f"torch.compile failed, using eager updates instead: {err}", stacklevel=2)
-            current[0] = fn
-            return fn(*args)
-
-    return call
-
-
-def _sum_losses(losses: TensorDictBase) -> torch.Tensor:
-    return sum(value for key, value in losses.items() if key.startswith("loss_"))
 
 
 class AWRTrainer:
@@ -189,43 +169,16 @@ class AWRTrainer:
         self.wall_time = 0.0
         self.last_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
-        self._critic_keys = [self.keys.observation, self.keys.value_target]
-        self._actor_keys = [
-            *loss_module.actor_network.in_keys,
-            loss_module.tensor_keys.action,
-            self.keys.advantage,
-        ]
-        self._critic_step = self._make_step(loss_module.critic_loss, critic_optimizer, self._critic_keys)
-        self._actor_step = self._make_step(loss_module.actor_loss, actor_optimizer, self._actor_keys)
+        critic_keys = [self.keys.observation, self.keys.value_target]
+        actor_keys = [*loss_module.actor_network.in_keys, loss_module.tensor_keys.action, self.keys.advantage]
+        self._critic_step = UpdateStep(
+            loss_module, loss_module.critic_loss, critic_optimizer, critic_keys, compile=self.config.compile
+        )
+        self._actor_step = UpdateStep(
+            loss_module, loss_module.actor_loss, actor_optimizer, actor_keys, compile=self.config.compile
+        )
 
     # ------------------------------------------------------------------ updates
-    def _make_step(
-        self, loss_fn: Callable, optimizer: torch.optim.Optimizer, keys: list
-    ) -> Callable:
-        """One optimizer step on a minibatch given as one tensor per key of ``keys``.
-
-        With ``config.compile`` the loss runs as one compiled graph that takes plain tensors
-        (dynamo guards on tensors are cheap; guards on a TensorDict input are not) and builds the
-        TensorDict inside; the backward pass and the optimizer's foreach update stay eager.
-        """
-
-        def total_loss(*tensors: torch.Tensor) -> tuple[torch.Tensor, TensorDictBase]:
-            batch = TensorDict(dict(zip(keys, tensors)), batch_size=tensors[0].shape[:1])
-            losses = loss_fn(batch)
-            return _sum_losses(losses), losses.detach()
-
-        if self.config.compile:
-            total_loss = _compile_with_fallback(total_loss)
-
-        def step(*tensors: torch.Tensor) -> TensorDictBase:
-            optimizer.zero_grad(set_to_none=True)
-            total, losses = total_loss(*tensors)
-            total.backward()
-            optimizer.step()
-            return losses
-
-        return step
-
     def _minibatches(self, keys: list, num_steps: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """``num_steps`` shuffled minibatches of the filled buffer, one tensor per key each."""
         data = filled_storage(self.replay_buffer).select(*keys).reshape(-1)
@@ -248,17 +201,15 @@ class AWRTrainer:
             return contextlib.nullcontext()
         return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
 
-    def _run_phase(self, step: Callable, keys: list, num_steps: int) -> dict[str, float]:
+    def _run_phase(self, step: UpdateStep, num_steps: int) -> dict[str, float]:
         """``num_steps`` optimizer steps on shuffled minibatches of the filled buffer."""
         if num_steps == 0:
             return {}
-        minibatches = self._minibatches(keys, num_steps)
-        first = step(*next(minibatches))
-        # One flat tensor per step: stacking 1000 TensorDicts would cost ~20 us a step.
-        values = [torch.stack(list(first.values()))]
+        minibatches = self._minibatches(step.keys, num_steps)
+        values = [step(*next(minibatches))]
         with self._trusted_guards():
-            values.extend(torch.stack(list(step(*minibatch).values())) for minibatch in minibatches)
-        means = dict(zip(first.keys(), torch.stack(values).mean(0).tolist()))
+            values.extend(step(*minibatch) for minibatch in minibatches)
+        means = dict(zip(step.names, torch.stack(values).mean(0).tolist()))
         bad = [key for key, value in means.items() if key.startswith("loss_") and not math.isfinite(value)]
         if bad:
             raise FloatingPointError(
@@ -323,13 +274,13 @@ class AWRTrainer:
         self._targets()
         timings["time/targets"] = time.perf_counter() - tic
         tic = time.perf_counter()
-        metrics.update(self._run_phase(self._critic_step, self._critic_keys, critic_steps))
+        metrics.update(self._run_phase(self._critic_step, critic_steps))
         timings["time/critic"] = time.perf_counter() - tic
         tic = time.perf_counter()
         metrics.update(self._targets())
         timings["time/targets"] += time.perf_counter() - tic
         tic = time.perf_counter()
-        metrics.update(self._run_phase(self._actor_step, self._actor_keys, actor_steps))
+        metrics.update(self._run_phase(self._actor_step, actor_steps))
         timings["time/actor"] = time.perf_counter() - tic
         self.collector.update_policy_weights_()
 

@@ -1,0 +1,168 @@
+"""UpdateStep: the eager, compiled and fused-SGD steps compute torch.optim's update exactly."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from torchrl_awr import updates
+from torchrl_awr.updates import UpdateStep, fusable_sgd
+
+
+class Regression(nn.Module):
+    """Two layers, so that two param groups can be given different settings."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Linear(3, 4)
+        self.head = nn.Linear(4, 1)
+
+    def loss(self, batch: TensorDict) -> TensorDict:
+        prediction = self.head(torch.relu(self.body(batch["x"])))
+        error = prediction - batch["y"]
+        return TensorDict(
+            {
+                "loss_mse": error.pow(2).mean(),
+                "loss_l2": 0.01 * self.head.weight.pow(2).sum(),
+                "error_max": error.abs().max(),
+            }
+        )
+
+
+def sgd(module: Regression, **group_settings) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        [
+            {"params": module.body.parameters(), "lr": 0.05, **group_settings},
+            {"params": module.head.parameters(), "lr": 0.02},
+        ],
+        momentum=0.9,
+    )
+
+
+def batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(8, 3, generator=generator), torch.randn(8, 1, generator=generator)) for _ in range(n)]
+
+
+def reference_training(settings: dict, data) -> tuple[Regression, torch.optim.SGD, list[torch.Tensor]]:
+    """Plain PyTorch: loss, backward, optimizer.step()."""
+    module = Regression()
+    optimizer = sgd(module, **settings)
+    diagnostics = []
+    for x, y in data:
+        optimizer.zero_grad()
+        losses = module.loss(TensorDict({"x": x, "y": y}, batch_size=[8]))
+        (losses["loss_mse"] + losses["loss_l2"]).backward()
+        optimizer.step()
+        diagnostics.append(torch.stack([v.detach() for v in losses.values()]))
+    return module, optimizer, diagnostics
+
+
+@pytest.mark.parametrize(
+    "settings,compile_step",
+    [
+        ({}, False),
+        ({"nesterov": True, "weight_decay": 0.1}, True),
+        ({"momentum": 0.0, "maximize": True}, True),
+    ],
+)
+def test_step_matches_torch_sgd(settings, compile_step):
+    data = batches(5)
+    want_module, want_optimizer, want_diagnostics = reference_training(settings, data)
+    module = Regression()
+    optimizer = sgd(module, **settings)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=compile_step)
+    assert step.fused == compile_step
+    diagnostics = [step(x, y) for x, y in data]
+
+    assert step.names == ["loss_mse", "loss_l2", "error_max"]
+    for got, want in zip(diagnostics, want_diagnostics):
+        torch.testing.assert_close(got, want)
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)
+    # The momentum buffers live in the optimizer, as torch.optim.SGD keeps them.
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        got_buffer = optimizer.state[got].get("momentum_buffer")
+        want_buffer = want_optimizer.state[want].get("momentum_buffer")
+        if want_buffer is None:
+            assert got_buffer is None or settings.get("momentum") == 0.0
+        else:
+            torch.testing.assert_close(got_buffer, want_buffer)
+
+
+def test_fused_step_follows_lr_changes_and_checkpoints_without_recompiling():
+    from torch._dynamo.utils import counters
+
+    data = batches(6)
+    want_module, want_optimizer, _ = reference_training({}, data[:3])
+    module = Regression()
+    optimizer = sgd(module)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True)
+    for x, y in data[:3]:
+        step(x, y)
+    graphs = counters["stats"]["unique_graphs"]
+    # A checkpoint round trip through a fresh optimizer, then an LR change (as a scheduler
+    # would make), and torch's own step continues from the fused one's state.
+    state = optimizer.state_dict()
+    restored = sgd(Regression())
+    restored.load_state_dict(state)
+    optimizer.load_state_dict(restored.state_dict())
+    for optim in (optimizer, want_optimizer):
+        for group in optim.param_groups:
+            group["lr"] *= 0.5
+    for x, y in data[3:]:
+        step(x, y)
+        want_optimizer.zero_grad()
+        losses = want_module.loss(TensorDict({"x": x, "y": y}, batch_size=[8]))
+        (losses["loss_mse"] + losses["loss_l2"]).backward()
+        want_optimizer.step()
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_fusable_sgd_only_for_plain_sgd_over_the_module():
+    module = Regression()
+    assert fusable_sgd(torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9), module)
+    assert not fusable_sgd(torch.optim.Adam(module.parameters()), module)
+    assert not fusable_sgd(torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9, dampening=0.5), module)
+    stranger = nn.Parameter(torch.zeros(2))
+    assert not fusable_sgd(torch.optim.SGD([*module.parameters(), stranger], lr=0.1), module)
+    plain_sgd = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    assert not UpdateStep(module, module.loss, plain_sgd, ["x", "y"], compile=True, fuse=False).fused
+
+
+def test_other_optimizers_get_the_compiled_loss_and_their_own_step():
+    data = batches(3)
+    trained = []
+    for compile_step in (False, True):
+        module = Regression()
+        step = UpdateStep(module, module.loss, torch.optim.Adam(module.parameters(), lr=0.01), ["x", "y"],
+                          compile=compile_step)
+        assert not step.fused
+        diagnostics = [step(x, y) for x, y in data]
+        trained.append((list(module.parameters()), diagnostics))
+    (eager_params, eager_diagnostics), (compiled_params, compiled_diagnostics) = trained
+    for got, want in zip(compiled_params + compiled_diagnostics, eager_params + eager_diagnostics):
+        torch.testing.assert_close(got, want)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    def failing_compile(fn, **kwargs):
+        def call(*args):
+            raise torch._dynamo.exc.TorchDynamoException("cannot compile this")
+
+        return call
+
+    monkeypatch.setattr(updates.torch, "compile", failing_compile)
+    data = batches(2)
+    want_module, _, _ = reference_training({}, data)
+    module = Regression()
+    step = UpdateStep(module, module.loss, sgd(module), ["x", "y"], compile=True)
+    with pytest.warns(UserWarning, match="cannot compile this"):
+        step(*data[0])
+    step(*data[1])
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)

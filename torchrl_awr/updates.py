@@ -1,0 +1,190 @@
+"""One optimizer step on a minibatch given as plain tensors: eager, compiled, or one fused graph.
+
+For the small MLPs of AWR most of an eager step is overhead (TensorDict and module calls,
+autograd's engine, the optimizer's Python loop), so compilation is worth the most where it covers
+the most. With ``compile`` and a plain ``torch.optim.SGD`` (dampening 0), forward, backward
+(``torch.func.grad`` of a ``functional_call``) and the SGD update are traced into one compiled
+graph that updates the parameters and momentum buffers in place: about half the time of a
+compiled loss followed by ``backward()`` and ``optimizer.step()``. The optimizer's own state is
+used (momentum buffers in ``optimizer.state``, ``lr`` read from its param groups on every step),
+so checkpoints and LR schedulers see an ordinary ``SGD``. Other optimizers get the compiled loss
+with an eager backward and ``optimizer.step()``. Compilation failures fall back to eager.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torch import nn
+
+
+def compile_with_fallback(fn: Callable, fallback: Callable) -> Callable:
+    """``torch.compile(fn)``, replaced by ``fallback`` (with a warning) if compilation fails."""
+    current = [torch.compile(fn, dynamic=False)]
+
+    def call(*args):
+        try:
+            return current[0](*args)
+        except (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.InductorError) as err:
+            if current[0] is fallback:
+                raise
+            warnings.warn(f"torch.compile failed, using eager updates instead: {err}", stacklevel=2)
+            current[0] = fallback
+            return fallback(*args)
+
+    return call
+
+
+def fusable_sgd(optimizer: torch.optim.Optimizer, module: nn.Module) -> bool:
+    """Whether the fused step reproduces ``optimizer.step()`` exactly for ``module``'s parameters."""
+    if type(optimizer) is not torch.optim.SGD:
+        return False
+    owned = {id(p) for p in module.parameters()}
+    return all(
+        group["dampening"] == 0
+        and not group.get("differentiable", False)
+        and all(id(p) in owned and p.requires_grad for p in group["params"])
+        for group in optimizer.param_groups
+    )
+
+
+class _LossCall(nn.Module):
+    """Calls ``loss_fn`` with ``loss_module`` registered as a child, so that
+    ``torch.func.functional_call`` can substitute its parameters by name."""
+
+    def __init__(self, loss_module: nn.Module, loss_fn: Callable[[TensorDictBase], TensorDictBase]):
+        super().__init__()
+        self.loss_module = loss_module
+        self._loss_fn = loss_fn
+
+    def forward(self, batch: TensorDictBase) -> TensorDictBase:
+        return self._loss_fn(batch)
+
+
+def _total_and_diagnostics(losses: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sum of the ``loss_*`` entries, and every entry stacked (detached) in key order."""
+    total = sum(value for key, value in losses.items() if key.startswith("loss_"))
+    return total, torch.stack([value.detach() for value in losses.values()])
+
+
+class UpdateStep:
+    """``step(*tensors)``: one optimizer step on the minibatch ``dict(zip(keys, tensors))``.
+
+    Returns the loss function's outputs (losses and diagnostics, detached) as one flat tensor in
+    the order of :attr:`names`, so that a phase of many steps is reduced with one ``stack``.
+
+    Args:
+        loss_module: the module owning every parameter the optimizer updates.
+        loss_fn: maps a TensorDict minibatch to a TensorDict of scalar ``loss_*`` entries and
+            diagnostics (e.g. ``AWRLoss.actor_loss``).
+        optimizer: updates the parameters from the summed ``loss_*`` entries.
+        keys: the minibatch's keys, in the order the tensors are passed.
+        compile: compile the step.
+        fuse: when compiling, fuse the update into the graph if the optimizer allows it (a plain
+            SGD); otherwise the compiled loss is followed by ``backward()`` and ``optimizer.step()``.
+    """
+
+    def __init__(
+        self,
+        loss_module: nn.Module,
+        loss_fn: Callable[[TensorDictBase], TensorDictBase],
+        optimizer: torch.optim.Optimizer,
+        keys: Sequence[NestedKey],
+        *,
+        compile: bool = False,
+        fuse: bool = True,
+    ):
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.keys = list(keys)
+        self.names: list[str] | None = None
+        self.fused = compile and fuse and fusable_sgd(optimizer, loss_module)
+        self._loss = self._total_loss
+        if self.fused:
+            self._call = _LossCall(loss_module, loss_fn)
+            names = {id(p): name for name, p in self._call.named_parameters()}
+            self._param_names = [
+                names[id(p)] for group in optimizer.param_groups for p in group["params"]
+            ]
+            self._fused_step = compile_with_fallback(
+                self._fused_update, lambda params, buffers, lrs, settings, *tensors: self._backward_step(*tensors)
+            )
+        elif compile:
+            self._loss = compile_with_fallback(self._total_loss, self._total_loss)
+
+    def _batch(self, tensors: Sequence[torch.Tensor]) -> TensorDict:
+        return TensorDict(dict(zip(self.keys, tensors)), batch_size=tensors[0].shape[:1])
+
+    def _total_loss(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _total_and_diagnostics(self.loss_fn(self._batch(tensors)))
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        if self.names is None:
+            with torch.no_grad():
+                self.names = list(self.loss_fn(self._batch(tensors)).keys())
+        if self.fused:
+            return self._fused_step(*self._sgd_state(), *tensors)
+        return self._backward_step(*tensors)
+
+    def _backward_step(self, *tensors: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        total, diagnostics = self._loss(*tensors)
+        total.backward()
+        self.optimizer.step()
+        return diagnostics
+
+    # ------------------------------------------------------------------ fused SGD
+    def _sgd_state(self) -> tuple[list, list, list, tuple]:
+        """Per group: its parameters (detached aliases), momentum buffers, ``lr`` as a tensor,
+        and its other settings as constants.
+
+        Buffers start at zero, which with dampening 0 gives SGD's first step (buffer = grad)
+        exactly; ``lr`` is a tensor so that a scheduler's changes need no recompilation.
+        """
+        params, buffers, lrs = [], [], []
+        for group in self.optimizer.param_groups:
+            params.append([p.detach() for p in group["params"]])
+            if group["momentum"] != 0:
+                states = [self.optimizer.state[p] for p in group["params"]]
+                for state, p in zip(states, group["params"]):
+                    if state.get("momentum_buffer") is None:
+                        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                buffers.append([state["momentum_buffer"] for state in states])
+            else:
+                buffers.append([])
+            lrs.append(torch.as_tensor(group["lr"], dtype=torch.float32))
+        settings = tuple(
+            (group["momentum"], group["nesterov"], group["weight_decay"], group["maximize"])
+            for group in self.optimizer.param_groups
+        )
+        return params, buffers, lrs, settings
+
+    def _fused_update(self, params, buffers, lrs, settings, *tensors: torch.Tensor) -> torch.Tensor:
+        flat = [p for group in params for p in group]
+
+        def total_of(values):
+            substitutes = dict(zip(self._param_names, values))
+            return _total_and_diagnostics(
+                torch.func.functional_call(self._call, substitutes, (self._batch(tensors),))
+            )
+
+        grads, diagnostics = torch.func.grad(total_of, has_aux=True)(flat)
+        grads = iter(grads)
+        with torch.no_grad():
+            for group_params, group_buffers, lr, (momentum, nesterov, weight_decay, maximize) in zip(
+                params, buffers, lrs, settings
+            ):
+                step = [next(grads) for _ in group_params]
+                if maximize:
+                    step = torch._foreach_neg(step)
+                if weight_decay != 0:
+                    step = torch._foreach_add(step, group_params, alpha=weight_decay)
+                if momentum != 0:
+                    torch._foreach_mul_(group_buffers, momentum)
+                    torch._foreach_add_(group_buffers, step)
+                    step = torch._foreach_add(step, group_buffers, alpha=momentum) if nesterov else group_buffers
+                torch._foreach_add_(group_params, torch._foreach_mul(step, -lr))
+        return diagnostics

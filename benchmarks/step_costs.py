@@ -64,7 +64,7 @@ def main() -> None:
             step(*batches[next(index) % 64])
 
         checked = per_call_ms(actor_step, 500)
-        with trainer._trusted_guards():
+        with step.trusted_guards():
             skipped = per_call_ms(actor_step, 500)
         print(f"actor step, {name}: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
 

@@ -6,9 +6,10 @@
 The trainer runs ``--iterations`` AWR iterations with the recipe's default config (plus any
 Hydra-style ``--override key=value``). The floor, measured in the same process, is what no
 implementation of this config can beat on this machine: raw gymnasium stepping of the task with
-the same policy MLP in a tight loop, plus the same number of critic and actor SGD steps on
-pre-made tensors in the fastest plain-PyTorch loop: eager, compiled loss and backward, or forward,
-backward and SGD update fused into one compiled graph, whichever is fastest.
+the same policy MLP in a tight loop; two no-grad critic passes per iteration over a buffer of the
+trainer's size (the value passes TD(lambda) targets and advantages need); and the same number
+of critic and actor SGD steps on pre-made tensors in the fastest plain-PyTorch loop: eager,
+compiled loss and backward, or forward, backward and SGD update fused into one compiled graph.
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
         "train_seconds": train_seconds,
         "critic_steps": sum(h["critic_steps"] for h in history),
         "actor_steps": sum(h["actor_steps"] for h in history),
+        "buffer_sizes": [h["buffer_size"] for h in history],
         "phase_seconds": phases,
         "eval_seconds_each": eval_time,
         "extra_seconds_per_million": per_million,
@@ -147,6 +149,20 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
     return time.perf_counter() - tic
 
 
+def measure_value_floor(buffer_sizes: list[int], obs_dim: int, hidden) -> float:
+    """Seconds for the critic passes over the buffer no AWR iteration can skip: two per iteration
+    (targets before the critic phase, advantages after it), at each iteration's buffer size."""
+    net = make_mlp(obs_dim, hidden, 1)
+    obs = torch.randn(max(buffer_sizes), obs_dim)
+    with torch.no_grad():
+        net(obs[:256])
+        tic = time.perf_counter()
+        for size in buffer_sizes:
+            for _ in range(2):
+                net(obs[:size])
+    return time.perf_counter() - tic
+
+
 def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden, modes=UPDATE_FLOOR_KINDS) -> dict:
     """Per network: seconds of the fastest mode, and every mode's seconds."""
     best, all_modes = {}, {}
@@ -188,7 +204,8 @@ def main(argv=None) -> dict:
         trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,
         modes=("eager",) if args.smoke else UPDATE_FLOOR_KINDS,
     )
-    floor = env_floor + sum(update_floor.values())
+    value_floor = measure_value_floor(trainer["buffer_sizes"], obs_dim, hidden)
+    floor = env_floor + value_floor + sum(update_floor.values())
     scale = 1e6 / trainer["frames"]
     extra = sum(trainer["extra_seconds_per_million"].values())
     result = {
@@ -204,7 +221,7 @@ def main(argv=None) -> dict:
         "actor_steps_per_second": trainer["actor_steps"] / max(trainer["phase_seconds"]["actor"], 1e-9),
         "phase_share": {k: v / trainer["train_seconds"] for k, v in trainer["phase_seconds"].items()},
         "eval_seconds_each": trainer["eval_seconds_each"],
-        "floor_seconds": {"env": env_floor, **update_floor},
+        "floor_seconds": {"env": env_floor, "values": value_floor, **update_floor},
         "floor_update_seconds_by_mode": update_floor_modes,
         "floor_minutes_per_million": floor * scale / 60,
         "ratio_trainer_to_floor": trainer["train_seconds"] / floor,

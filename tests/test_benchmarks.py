@@ -28,7 +28,9 @@ def test_throughput_smoke(tmp_path):
     result = json.loads(out.read_text())
     assert result["task"] == "Hopper-v5" and result["frames"] == 256
     assert result["samples_per_second"] > 0 and result["ratio_trainer_to_floor"] > 0
-    assert set(result["floor_seconds"]) == {"env", "critic", "actor"}
+    assert set(result["floor_seconds"]) == {"env", "values", "critic", "actor"}
+    assert all(seconds > 0 for seconds in result["floor_seconds"].values())
+    assert set(result["floor_update_seconds_by_mode"]["actor"]) == {"eager"}  # smoke: eager only
     shares = result["phase_share"]
     assert {"collect", "targets", "critic", "actor"} <= set(shares)
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)

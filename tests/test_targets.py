@@ -13,6 +13,7 @@ from torchrl_awr.targets import (
     chronological_rows,
     compute_buffer_targets,
     end_trajectories,
+    next_values,
     td_lambda_returns,
 )
 
@@ -34,14 +35,22 @@ def value_of(obs: torch.Tensor) -> float:
 
 
 def random_steps(n_envs: int, steps: int, generator: torch.Generator, placeholders: bool = True):
-    """``[n_envs, steps]`` transitions with ~15% terminations and ~15% truncations."""
+    """``[n_envs, steps]`` transitions with ~15% terminations and ~15% truncations.
+
+    As a collector writes them: inside an episode a step's observation is the previous step's
+    next observation; after a done step the next one starts from a fresh (reset) observation.
+    """
     u = torch.rand(n_envs, steps, 1, generator=generator)
     terminated = u < 0.15
     truncated = (u >= 0.15) & (u < 0.3)
+    next_observation = torch.randn(n_envs, steps, OBS_DIM, generator=generator)
+    observation = torch.randn(n_envs, steps, OBS_DIM, generator=generator)
+    continues = ~(terminated | truncated)[:, :-1]
+    observation[:, 1:] = torch.where(continues, next_observation[:, :-1], observation[:, 1:])
     data = {
-        "observation": torch.randn(n_envs, steps, OBS_DIM, generator=generator),
+        "observation": observation,
         "next": {
-            "observation": torch.randn(n_envs, steps, OBS_DIM, generator=generator),
+            "observation": next_observation,
             "reward": torch.randn(n_envs, steps, 1, generator=generator),
             "done": terminated | truncated,
             "terminated": terminated,
@@ -101,12 +110,9 @@ def test_buffer_targets_match_python_loop(n_envs, capacity_t, steps, batches):
     """Several envs, a ring that wraps several times (cursor mid-array), terminations, truncations."""
     g = torch.Generator().manual_seed(n_envs * 100 + capacity_t)
     rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity_t * n_envs, ndim=2))
-    history = []
-    for _ in range(batches):
-        batch = random_steps(n_envs, steps, g)
-        history.append(batch)
+    full = random_steps(n_envs, steps * batches, g)  # [n_envs, all steps] in time order
+    for batch in full.split(steps, dim=1):
         rb.extend(batch)
-    full = torch.cat(history, dim=1)  # [n_envs, all steps] in time order
     total = full.shape[1]
     kept = min(total, capacity_t)
     assert len(rb) == kept * n_envs
@@ -149,12 +155,9 @@ def test_buffer_targets_single_env_ndim1():
     capacity = 7
     g = torch.Generator().manual_seed(3)
     rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity, ndim=1))
-    history = []
-    for _ in range(5):
-        batch = random_steps(1, 4, g)[0]  # [T]
-        history.append(batch)
+    full = random_steps(1, 20, g)[0]  # [T]
+    for batch in full.split(4, dim=0):
         rb.extend(batch)
-    full = torch.cat(history, 0)
     total = full.shape[0]
     compute_buffer_targets(rb, linear_critic(), gamma=GAMMA, lmbda=LMBDA, standardize=False)
     expected = reference_returns(list(full[total - capacity :].unbind(0)))
@@ -162,6 +165,22 @@ def test_buffer_targets_single_env_ndim1():
     for t, g_t in zip(range(total - capacity, total), expected):
         assert stored[t % capacity].item() == pytest.approx(g_t, abs=1e-5)
     assert chronological_rows(rb).tolist() == [(total % capacity + i) % capacity for i in range(capacity)]
+
+
+def test_next_values_reuse_the_next_steps_value_and_evaluate_only_the_cuts():
+    """V(s') is the next step's V(s) inside an episode; the critic sees only done and newest steps."""
+    critic = linear_critic()
+    seen = []
+    critic.register_forward_hook(lambda module, args, out: seen.append(out["observation"].shape[0]))
+    value = torch.tensor([[[1.0], [2.0], [3.0], [4.0]]])  # [1 env, T=4, 1], time order
+    done = torch.tensor([[[False], [True], [False], [False]]])
+    next_observation = torch.zeros(4, 1, OBS_DIM)  # storage layout [rows, n_envs, D]
+    next_observation[2, 0] = torch.tensor([1.0, 0.0, 0.0])  # chronological step 1 (done)
+    next_observation[0, 0] = torch.tensor([0.0, 0.0, 1.0])  # chronological step 3 (newest)
+    rows = torch.tensor([3, 2, 1, 0])  # the ring's rows, oldest first
+    got = next_values(critic, value, done, next_observation, rows)
+    assert got[0, :, 0].tolist() == [2.0, 0.75, 4.0, 2.25]
+    assert seen == [2]
 
 
 def test_chronological_rows_before_and_after_fill():

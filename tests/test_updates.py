@@ -166,3 +166,17 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     step(*data[1])
     for got, want in zip(module.parameters(), want_module.parameters()):
         torch.testing.assert_close(got, want)
+
+
+def test_run_steps_through_minibatches_as_single_steps_do():
+    data = batches(5)
+    want_module, want_optimizer, want_diagnostics = reference_training({}, data)
+    module = Regression()
+    optimizer = sgd(module)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True)
+    stacked = step.run(data)
+    assert stacked.shape == (5, 3)
+    torch.testing.assert_close(stacked, torch.stack(want_diagnostics))
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(optimizer.state[got]["momentum_buffer"], want_optimizer.state[want]["momentum_buffer"])

@@ -4,7 +4,9 @@ The replay buffer keeps the collector's ``[n_envs, T]`` batches in a ring of sha
 ``[capacity_T, n_envs]`` (a TorchRL storage with ``ndim=2``), so each column is one
 environment's transitions in time order, wrapped around at the write cursor. TD(lambda) needs
 them chronologically: we read the columns starting at the cursor, run TorchRL's vectorised
-TD(lambda) once over all environments, and scatter the result back. The newest step of every
+TD(lambda) once over all environments, and scatter the result back. One critic pass over the
+buffer gives V(s); V(s') is the next step's V(s) except at done steps and each env's newest
+step, which get their own (small) critic call. The newest step of every
 environment is treated as a cut (bootstrap V(s')) since its episode continues in the next
 batch; that target is recomputed, with the continuation, on the next iteration.
 """
@@ -127,6 +129,33 @@ def critic_values(
 
 
 @torch.no_grad()
+def next_values(
+    critic: TensorDictModuleBase,
+    value: torch.Tensor,
+    done: torch.Tensor,
+    next_observation: torch.Tensor,
+    rows: torch.Tensor,
+    value_key: NestedKey = "state_value",
+) -> torch.Tensor:
+    """V(s') for ``[n_envs, T, 1]`` steps in time order, with one critic call on few rows.
+
+    Inside an episode s' is the next step's s, so V(s') is that step's V(s); the critic runs
+    only where s' is not stored as the next step: done steps and each env's newest step.
+    ``next_observation`` is the storage's ``[rows, n_envs, ...]`` entry and ``rows`` the
+    chronological order of its rows.
+    """
+    next_value = torch.empty_like(value)
+    next_value[:, :-1] = value[:, 1:]
+    cut = done.squeeze(-1).clone()
+    cut[:, -1] = True
+    env, step = cut.nonzero(as_tuple=True)
+    where = next_observation.device
+    observation = next_observation[rows[step].to(where), env.to(where)].to(value.device, non_blocking=True)
+    next_value[env, step] = critic_values(critic, observation, value_key)
+    return next_value
+
+
+@torch.no_grad()
 def compute_buffer_targets(
     replay_buffer: ReplayBuffer,
     critic: TensorDictModuleBase,
@@ -159,16 +188,16 @@ def compute_buffer_targets(
         return data.get(key).to(device, non_blocking=True)
 
     value = critic_values(critic, read(keys.observation), keys.value)
-    next_value = critic_values(critic, read(keys.next_observation), keys.value)
     rows = chronological_rows(replay_buffer).to(device)
 
     def in_time(tensor: torch.Tensor) -> torch.Tensor:
         return tensor[rows].transpose(0, 1)  # [n_envs, T, 1]
 
+    done = in_time(read(keys.done)).bool()
     returns = td_lambda_returns(
         in_time(read(keys.reward)),
-        in_time(next_value),
-        in_time(read(keys.done)),
+        next_values(critic, in_time(value), done, data.get(keys.next_observation), rows, keys.value),
+        done,
         in_time(read(keys.terminated)),
         gamma=gamma,
         lmbda=lmbda,

@@ -7,7 +7,6 @@ algorithm. Numbers default to the original implementation's.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
@@ -190,26 +189,12 @@ class AWRTrainer:
             batches = data[indices[start : start + chunk]].to(self.device, non_blocking=True)
             yield from zip(*(batches.get(key).unbind(0) for key in keys))
 
-    def _trusted_guards(self) -> contextlib.AbstractContextManager:
-        """Skips dynamo's guard checks (~80 us a step) where they cannot fail.
-
-        Used for every step of a phase after the first: the first step checks all guards (and
-        recompiles if anything changed), the others only see minibatches of the same shapes,
-        dtypes and devices cut from the same buffer, with the same modules and settings.
-        """
-        if not self.config.compile:
-            return contextlib.nullcontext()
-        return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
-
     def _run_phase(self, step: UpdateStep, num_steps: int) -> dict[str, float]:
         """``num_steps`` optimizer steps on shuffled minibatches of the filled buffer."""
         if num_steps == 0:
             return {}
-        minibatches = self._minibatches(step.keys, num_steps)
-        values = [step(*next(minibatches))]
-        with self._trusted_guards():
-            values.extend(step(*minibatch) for minibatch in minibatches)
-        means = dict(zip(step.names, torch.stack(values).mean(0).tolist()))
+        values = step.run(self._minibatches(step.keys, num_steps))
+        means = dict(zip(step.names, values.mean(0).tolist()))
         bad = [key for key, value in means.items() if key.startswith("loss_") and not math.isfinite(value)]
         if bad:
             raise FloatingPointError(

@@ -4,7 +4,8 @@
     python benchmarks/throughput.py --smoke            # tiny, for CI: checks that it works
 
 The trainer runs ``--iterations`` AWR iterations with the recipe's default config (plus any
-Hydra-style ``--override key=value``). The floor, measured in the same process, is what no
+Hydra-style ``--override key=value``), measured after a warm-up (``--warmup``; by default until
+every env has ended its first episode, which recompiles the update steps once). The floor, measured in the same process, is what no
 implementation of this config can beat on this machine: raw gymnasium stepping of the task with
 the same policy MLP in a tight loop; two no-grad critic passes per iteration over a buffer of the
 trainer's size (the value passes TD(lambda) targets and advantages need); and the same number
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 
 from awr_utils import compose_config, env_kwargs, env_maker, make_trainer, resolve_device  # noqa: E402
 
+from torchrl_awr.envs import max_episode_steps  # noqa: E402
 from torchrl_awr.models import make_mlp  # noqa: E402
 
 PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint")
@@ -37,12 +40,21 @@ def load_config(task: str, overrides: list[str]):
     return compose_config(f"task={task}", "progress=false", "logger.backend=none", *overrides)
 
 
-def measure_trainer(cfg, iterations: int, run_dir: Path) -> dict:
+def default_warmup(cfg) -> int:
+    """Iterations until every env has ended its first episode (at the latest, its time limit).
+
+    The first episode end makes tensordict memoise one more type, which recompiles the
+    update steps once (a few seconds, once per run); measuring after it gives the steady state.
+    """
+    steps_per_env = cfg.collector.frames_per_batch // cfg.env.num_envs
+    return max(2, math.ceil(max_episode_steps(cfg.env.name) / steps_per_env) + 1)
+
+
+def measure_trainer(cfg, iterations: int, run_dir: Path, warmup: int) -> dict:
     """Runs the real trainer; returns wall time per phase and per iteration, after a warm-up."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     trainer = make_trainer(cfg, run_dir, resolve_device(cfg.device))
-    warmup = 2
     trainer.config.total_frames = (iterations + warmup) * cfg.collector.frames_per_batch
     trainer.config.eval_interval = 0
     trainer.config.checkpoint_interval = 0
@@ -177,6 +189,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--task", default="hopper", help="a recipe task preset (default: hopper)")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="iterations before measuring (default: until every env ended an episode)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the harness")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--run-dir", default="/tmp/awr_throughput")
@@ -192,7 +206,8 @@ def main(argv=None) -> dict:
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    trainer = measure_trainer(cfg, args.iterations, run_dir)
+    warmup = args.warmup if args.warmup is not None else (2 if args.smoke else default_warmup(cfg))
+    trainer = measure_trainer(cfg, args.iterations, run_dir, warmup)
     spec_env = env_maker(cfg)()
     obs_dim = spec_env.observation_spec["observation"].shape[-1]
     act_dim = spec_env.action_spec.shape[-1]
@@ -213,6 +228,7 @@ def main(argv=None) -> dict:
         "device": str(resolve_device(cfg.device)),
         "threads": cfg.threads,
         "iterations": args.iterations,
+        "warmup_iterations": warmup,
         "frames": trainer["frames"],
         "samples_per_second": trainer["frames"] / trainer["train_seconds"],
         "minutes_per_million_without_eval": trainer["train_seconds"] * scale / 60,

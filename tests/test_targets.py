@@ -105,6 +105,31 @@ def test_td_lambda_returns_matches_loop():
         )
 
 
+@pytest.mark.parametrize("length,block", [(1, 8), (8, 8), (9, 8), (700, 8), (700, 3), (64, 64)])
+def test_td_lambda_returns_blockwise_match_a_backward_loop(length, block):
+    """Sequences shorter, equal and longer than a block, and several levels of blocks."""
+    g = torch.Generator().manual_seed(length + block)
+    reward = torch.randn(3, length, 1, generator=g)
+    next_value = torch.randn(3, length, 1, generator=g)
+    done = torch.rand(3, length, 1, generator=g) < 0.01
+    done[1] = False  # one env without any episode end: the longest carry
+    terminated = done & (torch.rand(3, length, 1, generator=g) < 0.5)
+    expected = torch.zeros(3, length, 1, dtype=torch.float64)
+    for env in range(3):
+        following = 0.0
+        for t in reversed(range(length)):
+            r, v = float(reward[env, t]), float(next_value[env, t])
+            if terminated[env, t]:
+                following = r
+            elif done[env, t] or t == length - 1:
+                following = r + GAMMA * v
+            else:
+                following = r + GAMMA * ((1 - LMBDA) * v + LMBDA * following)
+            expected[env, t] = following
+    got = td_lambda_returns(reward, next_value, done, terminated, gamma=GAMMA, lmbda=LMBDA, block=block)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("n_envs,capacity_t,steps,batches", [(3, 7, 3, 9), (2, 5, 4, 6), (4, 30, 5, 3)])
 def test_buffer_targets_match_python_loop(n_envs, capacity_t, steps, batches):
     """Several envs, a ring that wraps several times (cursor mid-array), terminations, truncations."""

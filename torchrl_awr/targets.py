@@ -3,8 +3,8 @@
 The replay buffer keeps the collector's ``[n_envs, T]`` batches in a ring of shape
 ``[capacity_T, n_envs]`` (a TorchRL storage with ``ndim=2``), so each column is one
 environment's transitions in time order, wrapped around at the write cursor. TD(lambda) needs
-them chronologically: we read the columns starting at the cursor, run TorchRL's vectorised
-TD(lambda) once over all environments, and scatter the result back. One critic pass over the
+them chronologically: we read the columns starting at the cursor, solve TD(lambda) once over
+all environments (blockwise, without a loop over time), and scatter the result back. One critic pass over the
 buffer gives V(s); V(s') is the next step's V(s) except at done steps and each env's newest
 step, which get their own (small) critic call. The newest step of every
 environment is treated as a cut (bootstrap V(s')) since its episode continues in the next
@@ -20,7 +20,6 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.data import ReplayBuffer
 from torchrl.data.replay_buffers.storages import TensorStorage
-from torchrl.objectives.value.functional import vec_td_lambda_return_estimate
 
 ADVANTAGE_EPS = 1e-5
 
@@ -47,15 +46,63 @@ def td_lambda_returns(
     *,
     gamma: float,
     lmbda: float,
+    block: int = 8,
 ) -> torch.Tensor:
-    r"""TD(:math:`\lambda`) returns of ``[..., T, 1]`` sequences in time order.
+    r"""TD(:math:`\lambda`) returns of ``[..., T, F]`` sequences in time order.
 
     :math:`G_t = r_t + \gamma[(1-\lambda)V(s_{t+1}) + \lambda G_{t+1}]` inside an episode;
     :math:`G_t = r_t + \gamma V(s_{t+1})(1 - terminated_t)` at a done step and at the last step.
+
+    Solved exactly as the linear recurrence :math:`G_t = a_t + c_t G_{t+1}` in blocks of
+    ``block`` steps (one small matrix product per block, then the same on the blocks' first
+    steps, recursively): O(T * block) work with no loop over time, where a convolution over
+    whole trajectories (TorchRL's vectorised estimator) costs O(T * episode length).
     """
-    return vec_td_lambda_return_estimate(
-        gamma, lmbda, next_value, reward, done.bool(), terminated.bool(), time_dim=-2
+    done = done.bool().clone()
+    done[..., -1, :] = True
+    continues = (~done).to(reward.dtype)
+    alive = (~terminated.bool()).to(reward.dtype)
+    a = reward + gamma * next_value * alive * (1 - lmbda * continues)
+    shape = a.transpose(-2, -1).shape
+    returns = _linear_recurrence(
+        a.transpose(-2, -1).reshape(-1, shape[-1]),
+        done.transpose(-2, -1).reshape(-1, shape[-1]),
+        gamma * lmbda,
+        block,
     )
+    return returns.reshape(shape).transpose(-2, -1)
+
+
+def _linear_recurrence(a: torch.Tensor, stop: torch.Tensor, base: float, block: int) -> torch.Tensor:
+    """``x_t = a_t + base * (1 - stop_t) * x_{t+1}`` (``x_T = 0``) for ``[N, T]`` inputs."""
+    n, length = a.shape
+    if length <= block:
+        local, _ = _solve_blocks(a.unsqueeze(1), stop.unsqueeze(1), base)
+        return local.squeeze(1)
+    pad = -length % block
+    a = torch.nn.functional.pad(a, (0, pad)).view(n, -1, block)
+    stop = torch.nn.functional.pad(stop, (0, pad), value=True).view(n, -1, block)
+    local, carry = _solve_blocks(a, stop, base)
+    # x at each block's first step: the same recurrence over blocks, with factor base**block
+    # across a block without a stop and 0 across one with a stop.
+    starts = _linear_recurrence(local[..., 0], stop.any(-1), base**block, block)
+    following = torch.nn.functional.pad(starts[:, 1:], (0, 1))
+    return (local + carry * following.unsqueeze(-1)).view(n, -1)[:, :length]
+
+
+def _solve_blocks(a: torch.Tensor, stop: torch.Tensor, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per ``[N, B, L]`` block: the solution with nothing after the block, and each step's factor
+    on the value that follows the block (``base**(L - t)`` if no stop from t on, else 0)."""
+    length = a.shape[-1]
+    steps = torch.arange(length, device=a.device)
+    distance = steps.view(1, -1) - steps.view(-1, 1)  # k - t
+    powers = torch.where(distance >= 0, base ** distance.clamp(min=0).to(a.dtype), 0.0)
+    stops_before = torch.cumsum(stop.to(torch.int32), -1) - stop.to(torch.int32)  # stops at j < t
+    open_path = stops_before.unsqueeze(-1) == stops_before.unsqueeze(-2)  # no stop in [t, k-1]
+    local = ((powers * open_path) @ a.unsqueeze(-1)).squeeze(-1)
+    total = stops_before[..., -1:] + stop[..., -1:].to(torch.int32)
+    carry = (stops_before == total) * base ** (length - steps).to(a.dtype)
+    return local, carry
 
 
 def storage_of(replay_buffer: ReplayBuffer) -> TensorStorage:

@@ -50,7 +50,7 @@ def main() -> None:
     print(f"raw SyncVectorEnv step, 16 envs: {per_call_ms(lambda: raw.step(raw.action_space.sample()), 64):.2f} ms")
 
     cfg = compose_config("task=hopper", "progress=false", "logger.backend=none", "eval.interval=0",
-                         "checkpoint.interval=0", "collector.frames_per_batch=4096")
+                         "checkpoint.interval=0", "collector.type=single", "collector.frames_per_batch=4096")
     trainer = make_trainer(cfg, Path("/tmp/awr_step_costs"), torch.device("cpu"))
     trainer._iterate(next(iter(trainer.collector)))
     trainer.collector.shutdown()

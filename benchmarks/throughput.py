@@ -28,7 +28,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
-from awr_utils import compose_config, env_kwargs, env_maker, make_trainer, resolve_device  # noqa: E402
+from awr_utils import (  # noqa: E402
+    compose_config,
+    env_kwargs,
+    env_maker,
+    envs_per_batch,
+    make_trainer,
+    resolve_device,
+)
 
 from torchrl_awr.envs import max_episode_steps  # noqa: E402
 from torchrl_awr.models import make_mlp  # noqa: E402
@@ -46,7 +53,7 @@ def default_warmup(cfg) -> int:
     The first episode end makes tensordict memoise one more type, which recompiles the
     update steps once (a few seconds, once per run); measuring after it gives the steady state.
     """
-    steps_per_env = cfg.collector.frames_per_batch // cfg.env.num_envs
+    steps_per_env = cfg.collector.frames_per_batch // envs_per_batch(cfg)
     return max(2, math.ceil(max_episode_steps(cfg.env.name) / steps_per_env) + 1)
 
 
@@ -199,7 +206,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.iterations = 1
         overrides += [
-            "collector.frames_per_batch=256", "env.num_envs=4", "train.critic_steps=20",
+            "collector.frames_per_batch=256", "collector.type=single", "env.num_envs=4", "train.critic_steps=20",
             "train.actor_steps=40", "eval.episodes=2", "eval.num_envs=2", "train.compile=false",
         ]
     cfg = load_config(args.task, overrides)

@@ -61,10 +61,10 @@ def validate_config(cfg: DictConfig) -> None:
             f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size "
             f"({cfg.buffer.size})."
         )
-    if cfg.collector.frames_per_batch % _envs_per_batch(cfg):
+    if cfg.collector.frames_per_batch % envs_per_batch(cfg):
         raise ValueError(
             f"collector.frames_per_batch ({cfg.collector.frames_per_batch}) must be a multiple "
-            f"of the number of environments per batch ({_envs_per_batch(cfg)})."
+            f"of the number of environments per batch ({envs_per_batch(cfg)})."
         )
     if cfg.buffer.size < cfg.collector.frames_per_batch:
         raise ValueError(
@@ -73,7 +73,8 @@ def validate_config(cfg: DictConfig) -> None:
         )
 
 
-def _envs_per_batch(cfg: DictConfig) -> int:
+def envs_per_batch(cfg: DictConfig) -> int:
+    """Environments stepped per batch, over all collector processes."""
     workers = cfg.collector.num_workers if cfg.collector.type != "single" else 1
     return workers * cfg.env.num_envs
 
@@ -178,12 +179,15 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     )
     if cfg.collector.type == "single":
         collector = Collector(env_fn(seed=cfg.seed), actor, **common)
-    elif cfg.collector.type == "multi_sync":
-        # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
-        collector = MultiSyncCollector([env_fn] * cfg.collector.num_workers, actor, cat_results=0, **common)
-        collector.set_seed(cfg.seed)
     else:
-        collector = MultiAsyncCollector([env_fn] * cfg.collector.num_workers, actor, **common)
+        # TorchRL would otherwise lower this process's threads to (threads - workers).
+        common["num_threads"] = cfg.threads
+        workers = [env_fn] * cfg.collector.num_workers
+        if cfg.collector.type == "multi_sync":
+            # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
+            collector = MultiSyncCollector(workers, actor, cat_results=0, **common)
+        else:
+            collector = MultiAsyncCollector(workers, actor, **common)
         collector.set_seed(cfg.seed)
     return collector
 

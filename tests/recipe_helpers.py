@@ -18,12 +18,13 @@ if str(RECIPE.parent) not in sys.path:
 
 import awr_utils  # noqa: E402
 
-# 4 iterations of 256 frames (4 envs x 64 steps), eval and checkpoint every 2.
+# 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2.
 SMALL = [
     "task=hopper",
     "device=cpu",
     "collector.total_frames=1024",
     "collector.frames_per_batch=256",
+    "collector.type=single",
     "env.num_envs=4",
     "buffer.size=2048",
     "train.critic_steps=4",

@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import learning  # noqa: E402
 
 SMALL = [
-    "collector.frames_per_batch=256", "env.num_envs=4", "buffer.size=2048", "train.critic_steps=4",
+    "collector.frames_per_batch=256", "collector.type=single", "env.num_envs=4", "buffer.size=2048", "train.critic_steps=4",
     "train.actor_steps=8", "train.batch_size=64", "eval.episodes=2", "eval.num_envs=2",
     "eval.interval=1", "checkpoint.interval=1", "train.compile=false",
 ]

@@ -46,6 +46,8 @@ def test_default_task_is_halfcheetah_with_original_numbers():
     assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.critic_lr) == ("sgd", 0.9, 0.01)
     assert (cfg.loss.beta, cfg.loss.max_weight, cfg.loss.gamma, cfg.loss.lmbda) == (1.0, 20.0, 0.99, 0.95)
     assert (cfg.eval.interval, cfg.eval.episodes) == (50, 32)
+    # 16 envs in two synchronous processes: every batch comes from the current policy.
+    assert (cfg.collector.type, cfg.collector.num_workers, cfg.env.num_envs) == ("multi_sync", 2, 8)
 
 
 @pytest.mark.parametrize("task", PRESETS)

@@ -118,15 +118,20 @@ def test_compiled_updates_match_eager_and_compile_once():
 
     torch._dynamo.reset()
     eager, eager_history = train(False, 128)
-    compiled, compiled_history = train(True, 128)
-    for got, want in zip(parameters(compiled.loss_module), parameters(eager.loss_module)):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    for key in ("loss_actor", "loss_critic", "weight_ess", "explained_variance"):
-        assert compiled_history[-1][key] == pytest.approx(eager_history[-1][key], rel=1e-3, abs=1e-5)
-    # Two graphs (critic, actor) serve every later iteration: nothing recompiles.
-    graphs = counters["stats"]["unique_graphs"]
-    _, history = train(True, 256)
-    assert counters["stats"]["unique_graphs"] == graphs
+    compiled = build(total_frames=128, compile=True)
+    try:
+        compiled_history = compiled.train()
+        for got, want in zip(parameters(compiled.loss_module), parameters(eager.loss_module)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        for key in ("loss_actor", "loss_critic", "weight_ess", "explained_variance"):
+            assert compiled_history[-1][key] == pytest.approx(eager_history[-1][key], rel=1e-3, abs=1e-5)
+        # Two graphs (critic, actor) serve every later iteration: nothing recompiles.
+        graphs = counters["stats"]["unique_graphs"]
+        compiled.config.total_frames = 256
+        history = compiled.train()
+    finally:
+        compiled.collector.shutdown()
+    assert compiled.frames == 256 and counters["stats"]["unique_graphs"] == graphs
     assert all(torch.isfinite(torch.tensor(m["loss_actor"])) for m in history)
 
 

@@ -180,3 +180,15 @@ def test_run_steps_through_minibatches_as_single_steps_do():
     for got, want in zip(module.parameters(), want_module.parameters()):
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(optimizer.state[got]["momentum_buffer"], want_optimizer.state[want]["momentum_buffer"])
+
+
+def test_each_step_has_its_own_graph_cache():
+    """Many update steps in one process (a sweep) must not share dynamo's recompile limit:
+    with one shared cache, the steps past the limit would stop compiling and ``run`` (which
+    skips guards) would fail."""
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for size in range(4, 8):  # another minibatch shape each: one graph per step
+            data = [(torch.randn(size, 3), torch.randn(size, 1)) for _ in range(3)]
+            module = Regression()
+            step = UpdateStep(module, module.loss, sgd(module), ["x", "y"], compile=True)
+            assert torch.isfinite(step.run(data)).all()

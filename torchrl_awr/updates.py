@@ -13,6 +13,7 @@ with an eager backward and ``optimizer.step()``. Compilation failures fall back 
 from __future__ import annotations
 
 import contextlib
+import types
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
@@ -22,9 +23,25 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 
+def _with_own_code(fn: Callable) -> Callable:
+    """``fn`` (a function or bound method) over a fresh copy of its code object.
+
+    Dynamo caches graphs, and counts recompilations against ``recompile_limit`` (8), per code
+    object: without a copy, every ``UpdateStep`` of a process (a sweep building many trainers)
+    would share one cache, and the ninth model would stop compiling.
+    """
+    func = getattr(fn, "__func__", fn)
+    copy = types.FunctionType(
+        func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__, func.__closure__
+    )
+    owner = getattr(fn, "__self__", None)
+    return copy if owner is None else types.MethodType(copy, owner)
+
+
 def compile_with_fallback(fn: Callable, fallback: Callable) -> Callable:
-    """``torch.compile(fn)``, replaced by ``fallback`` (with a warning) if compilation fails."""
-    current = [torch.compile(fn, dynamic=False)]
+    """``torch.compile(fn)`` with its own graph cache, replaced by ``fallback`` (with a
+    warning) if compilation fails."""
+    current = [torch.compile(_with_own_code(fn), dynamic=False)]
 
     def call(*args):
         try:

@@ -5,7 +5,8 @@
 Measures, each as a median over repeats: one batched step of 16 envs through TorchRL with and
 without the tasks' per-step info (and the raw gymnasium ``SyncVectorEnv`` step); one actor
 update as a compiled loss followed by eager backward and SGD, and fused into one compiled graph
-(the default), each with dynamo's guards checked and skipped.
+(the default), each with dynamo's guards checked and skipped; and the fused step as a phase runs it,
+several steps per graph call.
 """
 from __future__ import annotations
 
@@ -57,16 +58,20 @@ def main() -> None:
     fused = trainer._actor_step
     unfused = UpdateStep(trainer.loss_module, trainer.loss_module.actor_loss, trainer.actor_optimizer,
                          fused.keys, compile=True, fuse=False)
-    batches = list(trainer._minibatches(fused.keys, 64))
+    (chunk,) = trainer._minibatches(fused.keys, 64)  # [64, 256, ...] per key
     index = iter(range(10**9))
     for name, step in (("compiled loss + eager backward/SGD", unfused), ("fused forward/backward/SGD", fused)):
         def actor_step():
-            step(*batches[next(index) % 64])
+            i = next(index) % 64
+            step(*(tensor[i] for tensor in chunk))
 
         checked = per_call_ms(actor_step, 500)
         with step.trusted_guards():
             skipped = per_call_ms(actor_step, 500)
         print(f"actor step, {name}: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
+    per_step = per_call_ms(lambda: fused.run([chunk]), 8) / 64
+    print(f"actor step, fused, {fused.steps_per_call} steps per graph call (a phase's run): {per_step:.3f} ms")
+
 
 if __name__ == "__main__":
     main()

@@ -161,6 +161,8 @@ def test_minibatches_are_one_tensor_per_key_from_the_buffer():
         minibatches = list(trainer._minibatches(keys, 5))
     finally:
         trainer.collector.shutdown()
+    assert len(minibatches) == 1  # one chunk of 5 steps
+    minibatches = list(zip(*(tensor.unbind(0) for tensor in minibatches[0])))
     assert len(minibatches) == 5
     stored = filled_storage(trainer.replay_buffer).reshape(-1)
     assert keys == ["observation", "action", "advantage"]

@@ -173,8 +173,10 @@ def test_run_steps_through_minibatches_as_single_steps_do():
     want_module, want_optimizer, want_diagnostics = reference_training({}, data)
     module = Regression()
     optimizer = sgd(module)
-    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True)
-    stacked = step.run(data)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True, steps_per_call=2)
+    # Chunks of 3 and 2 steps: groups of 2, 1 and 2 steps through two graphs.
+    chunks = [tuple(torch.stack(column) for column in zip(*part)) for part in (data[:3], data[3:])]
+    stacked = step.run(chunks)
     assert stacked.shape == (5, 3)
     torch.testing.assert_close(stacked, torch.stack(want_diagnostics))
     for got, want in zip(module.parameters(), want_module.parameters()):
@@ -191,4 +193,10 @@ def test_each_step_has_its_own_graph_cache():
             data = [(torch.randn(size, 3), torch.randn(size, 1)) for _ in range(3)]
             module = Regression()
             step = UpdateStep(module, module.loss, sgd(module), ["x", "y"], compile=True)
-            assert torch.isfinite(step.run(data)).all()
+            assert torch.isfinite(step.run([tuple(torch.stack(column) for column in zip(*data))])).all()
+
+
+def test_steps_per_call_must_be_positive():
+    module = Regression()
+    with pytest.raises(ValueError, match="steps_per_call must be >= 1, got 0"):
+        UpdateStep(module, module.loss, sgd(module), ["x", "y"], compile=True, steps_per_call=0)

@@ -179,7 +179,8 @@ class AWRTrainer:
 
     # ------------------------------------------------------------------ updates
     def _minibatches(self, keys: list, num_steps: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """``num_steps`` shuffled minibatches of the filled buffer, one tensor per key each."""
+        """``num_steps`` shuffled minibatches of the filled buffer, gathered up to 256 at a time:
+        one ``[steps, batch_size, ...]`` tensor per key per chunk."""
         data = filled_storage(self.replay_buffer).select(*keys).reshape(-1)
         indices = epoch_indices(
             data.shape[0], num_steps, self.config.batch_size, self.generator, data.device
@@ -187,7 +188,7 @@ class AWRTrainer:
         chunk = max(1, 65536 // self.config.batch_size)
         for start in range(0, num_steps, chunk):
             batches = data[indices[start : start + chunk]].to(self.device, non_blocking=True)
-            yield from zip(*(batches.get(key).unbind(0) for key in keys))
+            yield tuple(batches.get(key) for key in keys)
 
     def _run_phase(self, step: UpdateStep, num_steps: int) -> dict[str, float]:
         """``num_steps`` optimizer steps on shuffled minibatches of the filled buffer."""

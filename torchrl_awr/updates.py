@@ -7,8 +7,10 @@ the most. With ``compile`` and a plain ``torch.optim.SGD`` (dampening 0), forwar
 graph that updates the parameters and momentum buffers in place: about half the time of a
 compiled loss followed by ``backward()`` and ``optimizer.step()``. The optimizer's own state is
 used (momentum buffers in ``optimizer.state``, ``lr`` read from its param groups on every step),
-so checkpoints and LR schedulers see an ordinary ``SGD``. Other optimizers get the compiled loss
-with an eager backward and ``optimizer.step()``. Compilation failures fall back to eager.
+so checkpoints and LR schedulers see an ordinary ``SGD``. A phase's consecutive steps go a few
+at a time through one graph (``steps_per_call``), which pays the compiled call's fixed cost once
+per group. Other optimizers get the compiled loss with an eager backward and
+``optimizer.step()``. Compilation failures fall back to eager.
 """
 from __future__ import annotations
 
@@ -103,6 +105,8 @@ class UpdateStep:
         compile: compile the step.
         fuse: when compiling, fuse the update into the graph if the optimizer allows it (a plain
             SGD); otherwise the compiled loss is followed by ``backward()`` and ``optimizer.step()``.
+        steps_per_call: fused only: :meth:`run` traces this many consecutive steps into one
+            graph (the same updates, in order, as one step at a time).
     """
 
     def __init__(
@@ -114,13 +118,17 @@ class UpdateStep:
         *,
         compile: bool = False,
         fuse: bool = True,
+        steps_per_call: int = 4,
     ):
+        if steps_per_call < 1:
+            raise ValueError(f"UpdateStep: steps_per_call must be >= 1, got {steps_per_call}.")
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.keys = list(keys)
         self.names: list[str] | None = None
         self.compiled = compile
         self.fused = compile and fuse and fusable_sgd(optimizer, loss_module)
+        self.steps_per_call = steps_per_call if self.fused else 1
         self._loss = self._total_loss
         if self.fused:
             self._call = _LossCall(loss_module, loss_fn)
@@ -129,7 +137,7 @@ class UpdateStep:
                 names[id(p)] for group in optimizer.param_groups for p in group["params"]
             ]
             self._fused_step = compile_with_fallback(
-                self._fused_update, lambda params, buffers, lrs, settings, *tensors: self._backward_step(*tensors)
+                self._fused_update, lambda params, buffers, lrs, settings, *tensors: self._backward_steps(*tensors)
             )
         elif compile:
             self._loss = compile_with_fallback(self._total_loss, self._total_loss)
@@ -141,31 +149,33 @@ class UpdateStep:
         return _total_and_diagnostics(self.loss_fn(self._batch(tensors)))
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        if self.names is None:
-            with torch.no_grad():
-                self.names = list(self.loss_fn(self._batch(tensors)).keys())
-        if self.fused:
-            return self._fused_step(*self._sgd_state(), *tensors)
-        return self._backward_step(*tensors)
+        """One step on one minibatch; returns its outputs, ``[len(names)]``."""
+        return self.run([tuple(t.unsqueeze(0) for t in tensors)])[0]
 
     def run(self, minibatches: Iterable[Sequence[torch.Tensor]]) -> torch.Tensor:
-        """Steps on every minibatch in turn; returns their outputs stacked, ``[steps, len(names)]``.
+        """Steps through ``minibatches`` in order; returns every step's outputs, ``[steps, len(names)]``.
 
-        The first step checks dynamo's guards (and recompiles if anything changed); the others,
-        which see minibatches of the same shapes, dtypes and devices, and the same modules and
-        optimizer settings, skip guard evaluation (~80 us a step) and reuse the optimizer state
-        read once for the run. Nothing else may change the modules or the optimizer meanwhile.
+        ``minibatches`` yields tuples of tensors with a leading step dimension, ``[steps, batch, ...]``
+        (one tensor per key), so that groups of ``steps_per_call`` are views, not copies. The first
+        call of each group size checks dynamo's guards (and recompiles if anything changed); the
+        others, which see the same shapes, dtypes, devices, modules and optimizer settings, skip
+        guard evaluation (~80 us a call) and reuse the optimizer state read once for the run.
+        Nothing else may change the modules or the optimizer meanwhile.
         """
-        minibatches = iter(minibatches)
-        values = [self(*next(minibatches))]
-        if self.fused:
-            state = self._sgd_state()
-            with self.trusted_guards():
-                values.extend(self._fused_step(*state, *tensors) for tensors in minibatches)
-        else:
-            with self.trusted_guards():
-                values.extend(self._backward_step(*tensors) for tensors in minibatches)
-        return torch.stack(values)
+        values, checked, state = [], set(), None
+        for tensors in minibatches:
+            if self.names is None:
+                with torch.no_grad():
+                    self.names = list(self.loss_fn(self._batch([t[0] for t in tensors])).keys())
+            if self.fused and state is None:
+                state = self._sgd_state()
+            for start in range(0, tensors[0].shape[0], self.steps_per_call):
+                group = [t[start : start + self.steps_per_call] for t in tensors]
+                size = group[0].shape[0]
+                with self.trusted_guards() if size in checked else contextlib.nullcontext():
+                    values.append(self._fused_step(*state, *group) if self.fused else self._backward_steps(*group))
+                checked.add(size)
+        return torch.cat(values)
 
     def trusted_guards(self) -> contextlib.AbstractContextManager:
         """Skips dynamo's guard evaluation (compiled steps only): see :meth:`run`."""
@@ -173,12 +183,16 @@ class UpdateStep:
             return contextlib.nullcontext()
         return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
 
-    def _backward_step(self, *tensors: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        total, diagnostics = self._loss(*tensors)
-        total.backward()
-        self.optimizer.step()
-        return diagnostics
+    def _backward_steps(self, *tensors: torch.Tensor) -> torch.Tensor:
+        """One loss, ``backward()`` and ``optimizer.step()`` per minibatch of the group."""
+        outputs = []
+        for minibatch in zip(*(t.unbind(0) for t in tensors)):
+            self.optimizer.zero_grad(set_to_none=True)
+            total, diagnostics = self._loss(*minibatch)
+            total.backward()
+            self.optimizer.step()
+            outputs.append(diagnostics)
+        return torch.stack(outputs)
 
     # ------------------------------------------------------------------ fused SGD
     def _sgd_state(self) -> tuple[list, list, list, tuple]:
@@ -207,6 +221,15 @@ class UpdateStep:
         return params, buffers, lrs, settings
 
     def _fused_update(self, params, buffers, lrs, settings, *tensors: torch.Tensor) -> torch.Tensor:
+        """The group's steps, one after the other, traced into one graph (the loop unrolls)."""
+        return torch.stack(
+            [
+                self._fused_sgd_step(params, buffers, lrs, settings, [t[i] for t in tensors])
+                for i in range(tensors[0].shape[0])
+            ]
+        )
+
+    def _fused_sgd_step(self, params, buffers, lrs, settings, tensors: list[torch.Tensor]) -> torch.Tensor:
         flat = [p for group in params for p in group]
 
         def total_of(values):

@@ -115,14 +115,16 @@ def measure_env_floor(env: gym.Env, frames: int, obs_dim: int, act_dim: int, hid
     return time.perf_counter() - tic
 
 
-UPDATE_FLOOR_KINDS = ("eager", "compiled", "fused")
+UPDATE_FLOOR_KINDS = ("eager", "compiled", "fused", "fused_x4")
+GROUP = {"fused_x4": 4}  # steps per compiled call
 
 
 def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, mode: str) -> float:
     """Seconds for ``steps`` SGD (momentum 0.9) steps of a plain-PyTorch loss on pre-made minibatches.
 
     ``mode``: ``eager``; ``compiled`` (loss and backward compiled, ``optimizer.step()`` eager);
-    ``fused`` (forward, ``torch.func.grad`` and the SGD update in one compiled graph).
+    ``fused`` (forward, ``torch.func.grad`` and the SGD update in one compiled graph);
+    ``fused_x4`` (four such steps, one after the other, in one compiled graph).
     """
     net = make_mlp(obs_dim, hidden, out_dim)
     batches = 64
@@ -136,7 +138,8 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
         log_prob = -0.5 * ((t - out) / 0.4).pow(2).sum(-1)
         return -(w * log_prob).mean() + 5.0 * (out.abs() - 1).clamp(min=0).pow(2).sum(-1).mean()
 
-    if mode == "fused":
+    group = GROUP.get(mode, 1)
+    if mode.startswith("fused"):
         params = {name: p.detach() for name, p in net.named_parameters()}
         momentum = [torch.zeros_like(p) for p in params.values()]
 
@@ -146,7 +149,11 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
             torch._foreach_add_(momentum, list(grads.values()))
             torch._foreach_add_(list(params.values()), momentum, alpha=-lr)
 
-        update = torch.compile(fused_step, dynamic=False)
+        def fused_steps(o, t, w):
+            for k in range(o.shape[0]):
+                fused_step(o[k], t[k], w[k])
+
+        update = torch.compile(fused_steps, dynamic=False)
     else:
         optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, foreach=True)
 
@@ -157,14 +164,18 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
 
         def update(o, t, w):
             optimizer.zero_grad(set_to_none=True)
-            backward(o, t, w)
+            backward(o[0], t[0], w[0])
             optimizer.step()
 
+    def steps_at(i: int) -> tuple[torch.Tensor, ...]:
+        start = (i * group) % batches
+        return obs[start : start + group], target[start : start + group], weight[start : start + group]
+
     for i in range(3):
-        update(obs[i], target[i], weight[i])
+        update(*steps_at(i))
     tic = time.perf_counter()
-    for i in range(steps):
-        update(obs[i % batches], target[i % batches], weight[i % batches])
+    for i in range(math.ceil(steps / group)):
+        update(*steps_at(i))
     return time.perf_counter() - tic
 
 

@@ -58,18 +58,18 @@ def main() -> None:
     fused = trainer._actor_step
     unfused = UpdateStep(trainer.loss_module, trainer.loss_module.actor_loss, trainer.actor_optimizer,
                          fused.keys, compile=True, fuse=False)
-    (chunk,) = trainer._minibatches(fused.keys, 64)  # [64, 256, ...] per key
+    (chunk,) = trainer._minibatches(fused.keys, 16)  # [16, 256, ...] per key
     index = iter(range(10**9))
     for name, step in (("compiled loss + eager backward/SGD", unfused), ("fused forward/backward/SGD", fused)):
         def actor_step():
-            i = next(index) % 64
+            i = next(index) % 16
             step(*(tensor[i] for tensor in chunk))
 
         checked = per_call_ms(actor_step, 500)
         with step.trusted_guards():
             skipped = per_call_ms(actor_step, 500)
         print(f"actor step, {name}: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
-    per_step = per_call_ms(lambda: fused.run([chunk]), 8) / 64
+    per_step = per_call_ms(lambda: fused.run([chunk]), 32) / 16
     print(f"actor step, fused, {fused.steps_per_call} steps per graph call (a phase's run): {per_step:.3f} ms")
 
 

@@ -158,14 +158,15 @@ def test_minibatches_are_one_tensor_per_key_from_the_buffer():
     try:
         trainer._iterate(next(iter(trainer.collector)))
         keys = trainer._actor_step.keys
-        minibatches = list(trainer._minibatches(keys, 5))
+        # Each chunk is gathered into reused buffers: copy it before asking for the next.
+        chunks = [tuple(t.clone() for t in chunk) for chunk in trainer._minibatches(keys, 40)]
     finally:
         trainer.collector.shutdown()
-    assert len(minibatches) == 1  # one chunk of 5 steps
-    minibatches = list(zip(*(tensor.unbind(0) for tensor in minibatches[0])))
-    assert len(minibatches) == 5
+    assert [chunk[0].shape[:2] for chunk in chunks] == [(16, 32), (16, 32), (8, 32)]
+    minibatches = [step for chunk in chunks for step in zip(*(t.unbind(0) for t in chunk))]
+    assert len(minibatches) == 40
     stored = filled_storage(trainer.replay_buffer).reshape(-1)
-    assert keys == ["observation", "action", "advantage"]
+    assert keys == ["observation", "action", "advantage"] and stored.shape[0] == 64
 
     def rows(*columns):  # each sample's keys, joined, so a misaligned column would not match
         return {tuple(torch.cat([c.reshape(c.shape[0], -1) for c in columns], -1)[i].tolist())
@@ -175,6 +176,10 @@ def test_minibatches_are_one_tensor_per_key_from_the_buffer():
     for tensors in minibatches:
         assert [t.shape[0] for t in tensors] == [32] * len(keys)
         assert rows(*tensors) <= stored_rows
+    # Shuffled passes: every two minibatches of 32 cover the 64 stored steps exactly once.
+    for first in range(0, 40, 2):
+        pair = [torch.cat(column) for column in zip(minibatches[first], minibatches[first + 1])]
+        assert rows(*pair) == stored_rows
 
 
 def test_single_env_ndim1_storage_trains():

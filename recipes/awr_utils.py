@@ -13,7 +13,7 @@ from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollecto
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.record.loggers import get_logger
 
-from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
+from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic, make_collection_policy
 from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.models import action_bounds
@@ -169,6 +169,7 @@ def env_maker(cfg: DictConfig) -> functools.partial:
 
 def make_collector(cfg: DictConfig, actor, device: torch.device):
     """A TorchRL collector over batched envs; it runs until the trainer stops it."""
+    policy = make_collection_policy(actor)
     env_fn = functools.partial(env_maker(cfg), num_envs=cfg.env.num_envs)
     common = dict(
         frames_per_batch=cfg.collector.frames_per_batch,
@@ -178,16 +179,16 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
         auto_register_policy_transforms=False,
     )
     if cfg.collector.type == "single":
-        collector = Collector(env_fn(seed=cfg.seed), actor, **common)
+        collector = Collector(env_fn(seed=cfg.seed), policy, **common)
     else:
         # TorchRL would otherwise lower this process's threads to (threads - workers).
         common["num_threads"] = cfg.threads
         workers = [env_fn] * cfg.collector.num_workers
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
-            collector = MultiSyncCollector(workers, actor, cat_results=0, **common)
+            collector = MultiSyncCollector(workers, policy, cat_results=0, **common)
         else:
-            collector = MultiAsyncCollector(workers, actor, **common)
+            collector = MultiAsyncCollector(workers, policy, **common)
         collector.set_seed(cfg.seed)
     return collector
 

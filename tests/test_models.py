@@ -12,7 +12,14 @@ from torchrl.data import Bounded, Categorical, OneHot, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from conftest import OBS_DIM, box_spec, output_layer
-from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
+from torchrl_awr import (
+    AWRLoss,
+    GaussianSampler,
+    ObservationNormalizer,
+    make_awr_actor,
+    make_awr_critic,
+    make_collection_policy,
+)
 from torchrl_awr.models import GaussianHead, ValueScale, make_mlp
 
 # ------------------------------------------------------------------ ObservationNormalizer
@@ -215,6 +222,44 @@ def test_deterministic_interaction_returns_the_mean():
     with set_exploration_type(ExplorationType.RANDOM):
         sampled = actor(data.clone())
     assert not torch.allclose(sampled["action"], sampled["loc"])
+
+
+@pytest.mark.parametrize("learn_std", [False, True])
+def test_collection_policy_samples_the_actors_gaussian(learn_std):
+    actor = make_awr_actor(OBS_DIM, box_spec(), hidden_sizes=(8,), init_output_scale=1.0, learn_std=learn_std)
+    policy = make_collection_policy(actor)
+    assert isinstance(policy, GaussianSampler)
+    assert (policy.in_keys, policy.out_keys) == (["observation"], ["loc", "scale", "action"]) == (actor.in_keys, actor.out_keys)
+    # The same parameters, not copies: the trainer's updates reach the collector.
+    assert {id(p) for p in policy.parameters()} == {id(p) for p in actor.parameters()}
+    data = _obs(5)
+    want = actor(data.clone())
+    for mode in (ExplorationType.DETERMINISTIC, ExplorationType.MODE, ExplorationType.MEAN):
+        with set_exploration_type(mode):
+            torch.testing.assert_close(policy(data.clone())["action"], want["loc"])
+    with set_exploration_type(ExplorationType.RANDOM):
+        torch.manual_seed(3)
+        sampled = policy(data.clone())
+    torch.manual_seed(3)
+    torch.testing.assert_close(sampled["action"], want["loc"] + want["scale"] * torch.randn(5, 2))
+    for key in ("loc", "scale"):
+        torch.testing.assert_close(sampled[key], want[key])
+    # Over many samples: the actor's mean and its std of 0.4 half-ranges ((high - low) / 2 = 1, 2).
+    one = _obs(1)
+    loc = actor(one.clone())["loc"][0].detach()
+    torch.manual_seed(0)
+    with set_exploration_type(ExplorationType.RANDOM):
+        samples = policy(one.expand(20000).clone())["action"]
+    torch.testing.assert_close(samples.mean(0), loc, atol=0.03, rtol=0)
+    torch.testing.assert_close(samples.std(0), torch.tensor([0.4, 0.8]), atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("distribution,spec", [("tanh_normal", box_spec()), ("categorical", OneHot(4))])
+def test_collection_policy_is_the_actor_for_other_distributions(distribution, spec):
+    actor = make_awr_actor(OBS_DIM, spec, hidden_sizes=(8,), distribution=distribution)
+    assert make_collection_policy(actor) is actor
+    with pytest.raises(TypeError, match="needs the 'normal' actor"):
+        GaussianSampler(actor)
 
 
 def test_tanh_normal_actions_stay_in_bounds():

@@ -1,16 +1,20 @@
 """torchrl-awr: Advantage-Weighted Regression for TorchRL."""
 from torchrl_awr.loss import AWRLoss, NonFiniteLossInputError
 from torchrl_awr.models import (
+    GaussianSampler,
     ObservationNormalizer,
     make_awr_actor,
     make_awr_critic,
+    make_collection_policy,
 )
 
 __all__ = [
     "AWRLoss",
+    "GaussianSampler",
     "NonFiniteLossInputError",
     "ObservationNormalizer",
     "make_awr_actor",
     "make_awr_critic",
+    "make_collection_policy",
 ]
 __version__ = "0.1.0"

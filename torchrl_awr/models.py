@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 
 import torch
-from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict import TensorDictBase
+from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torchrl.data import Categorical as CategoricalSpec
 from torchrl.data import OneHot, TensorSpec
@@ -23,6 +24,7 @@ from torchrl.modules import (
     ValueOperator,
 )
 from torch.distributions import Categorical
+from torchrl.envs.utils import ExplorationType, exploration_type
 
 ACTOR_DISTRIBUTIONS = ("normal", "tanh_normal", "categorical")
 
@@ -222,6 +224,39 @@ def make_awr_actor(
         return_log_prob=False,
     )
     return actor.to(device) if device is not None else actor
+
+
+class GaussianSampler(TensorDictModuleBase):
+    """The ``normal`` actor of :func:`make_awr_actor` as a collection policy: the same network
+    (the same parameters) and the same Gaussian, sampled as ``loc + scale * N(0, 1)`` under
+    ``ExplorationType.RANDOM`` and its mean otherwise, without building a distribution object
+    on every call (about 0.3 ms of a 2.5 ms batched step of 8 Hopper envs).
+    """
+
+    def __init__(self, actor: ProbabilisticActor):
+        super().__init__()
+        network = actor.module[0]
+        if not (isinstance(network.module, nn.Sequential) and isinstance(network.module[-1], GaussianHead)):
+            raise TypeError("GaussianSampler needs the 'normal' actor of make_awr_actor.")
+        self.network = network.module
+        self.in_keys = list(network.in_keys)
+        self.out_keys = [*network.out_keys, *actor.out_keys[-1:]]  # loc, scale, action: as the actor
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        loc, scale = self.network(tensordict.get(self.in_keys[0]))
+        action = loc + scale * torch.randn_like(loc) if exploration_type() == ExplorationType.RANDOM else loc
+        for key, value in zip(self.out_keys, (loc, scale, action)):
+            tensordict.set(key, value)
+        return tensordict
+
+
+def make_collection_policy(actor: ProbabilisticActor) -> TensorDictModuleBase:
+    """The policy to hand a collector: a :class:`GaussianSampler` over the fixed-std Gaussian
+    actor of :func:`make_awr_actor`, any other actor as it is."""
+    head = getattr(actor.module[0], "module", None)
+    if isinstance(head, nn.Sequential) and isinstance(head[-1], GaussianHead):
+        return GaussianSampler(actor)
+    return actor
 
 
 class ValueScale(nn.Module):

@@ -235,9 +235,9 @@ class GaussianSampler(TensorDictModuleBase):
 
     def __init__(self, actor: ProbabilisticActor):
         super().__init__()
-        network = actor.module[0]
-        if not (isinstance(network.module, nn.Sequential) and isinstance(network.module[-1], GaussianHead)):
+        if not _has_gaussian_head(actor):
             raise TypeError("GaussianSampler needs the 'normal' actor of make_awr_actor.")
+        network = actor.module[0]
         self.network = network.module
         self.in_keys = list(network.in_keys)
         self.out_keys = [*network.out_keys, *actor.out_keys[-1:]]  # loc, scale, action: as the actor
@@ -250,13 +250,17 @@ class GaussianSampler(TensorDictModuleBase):
         return tensordict
 
 
+def _has_gaussian_head(actor: ProbabilisticActor) -> bool:
+    """Whether ``actor`` is the ``normal`` actor of :func:`make_awr_actor` (network ending in a
+    :class:`GaussianHead`)."""
+    network = getattr(actor.module[0], "module", None)
+    return isinstance(network, nn.Sequential) and isinstance(network[-1], GaussianHead)
+
+
 def make_collection_policy(actor: ProbabilisticActor) -> TensorDictModuleBase:
     """The policy to hand a collector: a :class:`GaussianSampler` over the fixed-std Gaussian
     actor of :func:`make_awr_actor`, any other actor as it is."""
-    head = getattr(actor.module[0], "module", None)
-    if isinstance(head, nn.Sequential) and isinstance(head[-1], GaussianHead):
-        return GaussianSampler(actor)
-    return actor
+    return GaussianSampler(actor) if _has_gaussian_head(actor) else actor
 
 
 class ValueScale(nn.Module):

@@ -2,8 +2,9 @@
 
     python benchmarks/step_costs.py
 
-Measures, each as a median over repeats: one batched step of 16 envs through TorchRL with and
-without the tasks' per-step info (and the raw gymnasium ``SyncVectorEnv`` step); one actor
+Measures, each as a median over repeats: one batched step of 16 envs through our
+``GymnasiumBatchEnv`` with and without the tasks' per-step info, through TorchRL's stock path
+(``GymWrapper`` over a gymnasium ``SyncVectorEnv``), and the 16 gymnasium steps alone; one actor
 update as a compiled loss followed by eager backward and SGD, and fused into one compiled graph
 (the default), each with dynamo's guards checked and skipped; and the fused step as a phase runs it,
 several steps per graph call.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
+from torchrl.envs import Compose, DoubleToFloat, GymWrapper, RewardSum, TransformedEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -40,15 +42,29 @@ def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    for keep_info in (True, False):
-        env = make_env("Hopper-v5", num_envs=16, seed=0, keep_info=keep_info)
+    def batched_step_ms(env) -> float:
+        env.set_seed(0)
         ms = per_call_ms(lambda: env.rollout(64, break_when_any_done=False), 1) / 64
-        print(f"TorchRL batched step, 16 envs, keep_info={keep_info}: {ms:.2f} ms")
         env.close()
-    raw = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5")] * 16,
-                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    raw.reset(seed=0)
-    print(f"raw SyncVectorEnv step, 16 envs: {per_call_ms(lambda: raw.step(raw.action_space.sample()), 64):.2f} ms")
+        return ms
+
+    for keep_info in (True, False):
+        ms = batched_step_ms(make_env("Hopper-v5", num_envs=16, keep_info=keep_info))
+        print(f"GymnasiumBatchEnv step, 16 envs, keep_info={keep_info}: {ms:.2f} ms")
+    vector = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5")] * 16,
+                                      autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    stock = TransformedEnv(GymWrapper(vector), Compose(DoubleToFloat(), RewardSum()), auto_unwrap=False)
+    print(f"TorchRL GymWrapper over SyncVectorEnv step, 16 envs: {batched_step_ms(stock):.2f} ms")
+    raw = [gym.make("Hopper-v5") for _ in range(16)]
+    for i, env in enumerate(raw):
+        env.reset(seed=i)
+
+    def raw_steps():
+        for env in raw:
+            if any(env.step(env.action_space.sample())[2:4]):
+                env.reset()
+
+    print(f"16 gymnasium steps, no TorchRL: {per_call_ms(raw_steps, 64):.2f} ms")
 
     cfg = compose_config("task=hopper", "progress=false", "logger.backend=none", "eval.interval=0",
                          "checkpoint.interval=0", "collector.type=single", "collector.frames_per_batch=4096")

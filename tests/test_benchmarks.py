@@ -103,6 +103,6 @@ def test_step_costs_reports_every_measure(capsys):
     step_costs.main()
     out = capsys.readouterr().out
     numbers = [float(x) for x in re.findall(r"(\d+\.\d+) ms", out)]
-    assert len(numbers) == 8 and all(x > 0 for x in numbers)
-    for label in ("keep_info=True", "keep_info=False", "guards checked", "fused forward", "steps per graph call"):
+    assert len(numbers) == 9 and all(x > 0 for x in numbers)
+    for label in ("keep_info=True", "keep_info=False", "GymWrapper", "no TorchRL", "guards checked", "fused forward", "steps per graph call"):
         assert label in out

@@ -12,6 +12,7 @@ from torchrl_awr.targets import (
     ADVANTAGE_EPS,
     chronological_rows,
     compute_buffer_targets,
+    critic_values,
     end_trajectories,
     next_values,
     td_lambda_returns,
@@ -206,6 +207,18 @@ def test_next_values_reuse_the_next_steps_value_and_evaluate_only_the_cuts():
     got = next_values(critic, value, done, next_observation, rows)
     assert got[0, :, 0].tolist() == [2.0, 0.75, 4.0, 2.25]
     assert seen == [2]
+
+
+def test_critic_values_in_chunks():
+    """Rows go through the critic a chunk at a time, and come back in their input shape."""
+    critic = linear_critic()
+    seen = []
+    critic.register_forward_hook(lambda module, args, out: seen.append(out["observation"].shape[0]))
+    observation = torch.arange(2 * 5 * OBS_DIM, dtype=torch.float32).view(2, 5, OBS_DIM)
+    got = critic_values(critic, observation, chunk_rows=4)
+    assert seen == [4, 4, 2]
+    expected = observation @ torch.tensor([0.5, -1.0, 2.0]) + 0.25
+    torch.testing.assert_close(got, expected.unsqueeze(-1))
 
 
 def test_chronological_rows_before_and_after_fill():

@@ -99,7 +99,7 @@ def _solve_blocks(a: torch.Tensor, stop: torch.Tensor, base: float) -> tuple[tor
     powers = torch.where(distance >= 0, base ** distance.clamp(min=0).to(a.dtype), 0.0)
     stops_before = torch.cumsum(stop.to(torch.int32), -1) - stop.to(torch.int32)  # stops at j < t
     open_path = stops_before.unsqueeze(-1) == stops_before.unsqueeze(-2)  # no stop in [t, k-1]
-    local = ((powers * open_path) @ a.unsqueeze(-1)).squeeze(-1)
+    local = (torch.where(open_path, powers, 0.0) @ a.unsqueeze(-1)).squeeze(-1)
     total = stops_before[..., -1:] + stop[..., -1:].to(torch.int32)
     carry = (stops_before == total) * base ** (length - steps).to(a.dtype)
     return local, carry
@@ -165,14 +165,27 @@ def _check_finite_targets(value_target: torch.Tensor, advantage: torch.Tensor) -
         )
 
 
+VALUE_CHUNK_ROWS = 4096
+
+
 @torch.no_grad()
 def critic_values(
-    critic: TensorDictModuleBase, observation: torch.Tensor, value_key: NestedKey = "state_value"
+    critic: TensorDictModuleBase,
+    observation: torch.Tensor,
+    value_key: NestedKey = "state_value",
+    chunk_rows: int = VALUE_CHUNK_ROWS,
 ) -> torch.Tensor:
-    """The critic's values for observations of any leading shape, in one batched call."""
+    """The critic's values for observations of any leading shape, ``chunk_rows`` rows per call.
+
+    A whole 50k buffer in one call moves every hidden activation through main memory (50k x 128
+    floats per layer); chunks of a few thousand rows stay in cache: half the time on CPU.
+    """
     flat = observation.reshape(-1, observation.shape[-1])
-    inputs = TensorDict({critic.in_keys[0]: flat}, batch_size=flat.shape[:1], device=flat.device)
-    return critic(inputs).get(value_key).reshape(*observation.shape[:-1], -1)
+    values = [
+        critic(TensorDict({critic.in_keys[0]: rows}, batch_size=rows.shape[:1], device=rows.device)).get(value_key)
+        for rows in flat.split(chunk_rows)
+    ]
+    return torch.cat(values).reshape(*observation.shape[:-1], -1)
 
 
 @torch.no_grad()

@@ -135,5 +135,16 @@ def test_batch_env_discrete_actions_are_one_hot():
 def test_batch_env_rejects_what_it_cannot_batch():
     with pytest.raises(ValueError, match="num_envs must be >= 1"):
         GymnasiumBatchEnv("Hopper-v5", 0)
+    with pytest.raises(ValueError, match=r"Unknown gymnasium environment 'Hoper-v5'. Did you mean: Hopper-v5"):
+        GymnasiumBatchEnv("Hoper-v5", 1)
     with pytest.raises(ValueError, match=r"Blackjack-v1: only Box observations are supported"):
         GymnasiumBatchEnv("Blackjack-v1", 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batch_env_on_cuda():
+    env = make_env("Hopper-v5", num_envs=2, seed=0, device="cuda")
+    rollout = env.rollout(5, break_when_any_done=False)
+    env.close()
+    assert rollout["next", "observation"].device.type == "cuda"
+    assert rollout["next", "reward"].device.type == "cuda"

@@ -76,6 +76,7 @@ class GymnasiumBatchEnv(EnvBase):
     ):
         if num_envs < 1:
             raise ValueError(f"GymnasiumBatchEnv: num_envs must be >= 1, got {num_envs}.")
+        check_env_name(env_name)
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         env_kwargs = dict(env_kwargs or {})
         try:
@@ -207,7 +208,6 @@ def make_env(
     ``env_kwargs`` go to ``gym.make`` (e.g. ``{"include_cfrc_ext_in_observation": False}`` for
     Ant-v5). The tasks' per-step ``info`` entries are dropped unless ``keep_info``.
     """
-    check_env_name(env_name)
     env = TransformedEnv(
         GymnasiumBatchEnv(env_name, num_envs, env_kwargs=env_kwargs, keep_info=keep_info, device=device),
         RewardSum(),

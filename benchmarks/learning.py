@@ -7,6 +7,8 @@
     python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
     # re-evaluate each run's last checkpoint, deterministic and stochastic policy side by side
     python benchmarks/learning.py evaluate --tasks hopper --seeds 0 1 2 3 4 --episodes 32
+    # when each run's evaluation first reached a return (e.g. Hopper's stable gait)
+    python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
@@ -171,6 +173,27 @@ def _plot(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float) -> str:
+    """Per run: the samples at its first evaluation returning >= ``threshold``, and its last one.
+
+    For bimodal tasks (Hopper: a stable hop or an early fall) this separates when a run found
+    the good mode from whether it holds it at the end.
+    """
+    rows = [
+        f"| task | seed | first evaluation >= {threshold:g} (samples) | last evaluation | at samples |",
+        "|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for seed in seeds:
+            steps, values = read_scalar(run_dir(root, task, seed), EVAL_RETURN)
+            if not steps:
+                continue
+            first = next((step for step, value in zip(steps, values) if value >= threshold), None)
+            first_text = "never" if first is None else f"{first:.0f}"
+            rows.append(f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} |")
+    return "\n".join(rows)
+
+
 EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames")
 
 
@@ -232,7 +255,7 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "export", "evaluate"))
+    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff"))
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -243,6 +266,7 @@ def main(argv=None) -> None:
     parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
+    parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     args = parser.parse_args(argv)
     if args.command == "run":
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
@@ -253,6 +277,9 @@ def main(argv=None) -> None:
         export(args.root, args.to, args.tasks, args.seeds)
     if args.command == "evaluate":
         print(evaluate(args.root, args.tasks, args.seeds, args.episodes, args.override))
+        return
+    if args.command == "takeoff":
+        print(takeoff(args.root, args.tasks, args.seeds, args.threshold))
         return
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)

@@ -106,3 +106,12 @@ def test_step_costs_reports_every_measure(capsys):
     assert len(numbers) == 9 and all(x > 0 for x in numbers)
     for label in ("keep_info=True", "keep_info=False", "GymWrapper", "no TorchRL", "guards checked", "fused forward", "steps per graph call"):
         assert label in out
+
+
+def test_takeoff_names_each_runs_first_evaluation_over_the_threshold(tmp_path):
+    for seed, values in ((0, [300, 2500, 1200]), (1, [300, 400, 500])):
+        csv = tmp_path / "hopper" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+        csv.parent.mkdir(parents=True)
+        csv.write_text("".join(f"{(i + 1) * 100},{value}\n" for i, value in enumerate(values)))
+    rows = learning.takeoff(tmp_path, ["hopper"], [0, 1, 2], 2000).splitlines()
+    assert rows[2:] == ["| hopper | 0 | 200 | 1200 | 300 |", "| hopper | 1 | never | 500 | 300 |"]

@@ -173,15 +173,22 @@ def _plot(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float) -> str:
-    """Per run: the samples at its first evaluation returning >= ``threshold``, and its last one.
+TAKEOFF_DIAGNOSTICS = ("weight_ess", "explained_variance")
+
+
+def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, early: float = 200_000) -> str:
+    """Per run: the samples at its first evaluation returning >= ``threshold``, its last
+    evaluation, and its weight and critic diagnostics at ``early`` samples.
 
     For bimodal tasks (Hopper: a stable hop or an early fall) this separates when a run found
-    the good mode from whether it holds it at the end.
+    the good mode from whether it holds it at the end, and shows whether anything logged early
+    tells the runs apart.
     """
+    diagnostics = " | ".join(f"{name} @{early / 1000:g}k" for name in TAKEOFF_DIAGNOSTICS)
     rows = [
-        f"| task | seed | first evaluation >= {threshold:g} (samples) | last evaluation | at samples |",
-        "|---|---|---|---|---|",
+        f"| task | seed | first evaluation >= {threshold:g} (samples) | last evaluation | at samples "
+        f"| {diagnostics} |",
+        "|---" * (5 + len(TAKEOFF_DIAGNOSTICS)) + "|",
     ]
     for task in tasks:
         for seed in seeds:
@@ -190,11 +197,18 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float) ->
                 continue
             first = next((step for step, value in zip(steps, values) if value >= threshold), None)
             first_text = "never" if first is None else f"{first:.0f}"
-            rows.append(f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} |")
+            early_values = []
+            for name in TAKEOFF_DIAGNOSTICS:
+                value = interpolate(*read_scalar(run_dir(root, task, seed), name), early)
+                early_values.append("–" if value is None else f"{value:.2f}")
+            rows.append(
+                f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} "
+                f"| {' | '.join(early_values)} |"
+            )
     return "\n".join(rows)
 
 
-EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames")
+EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames", *TAKEOFF_DIAGNOSTICS)
 
 
 def evaluate(
@@ -267,6 +281,7 @@ def main(argv=None) -> None:
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
+    parser.add_argument("--early", type=float, default=200_000, help="samples for the diagnostics (takeoff)")
     args = parser.parse_args(argv)
     if args.command == "run":
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
@@ -279,7 +294,7 @@ def main(argv=None) -> None:
         print(evaluate(args.root, args.tasks, args.seeds, args.episodes, args.override))
         return
     if args.command == "takeoff":
-        print(takeoff(args.root, args.tasks, args.seeds, args.threshold))
+        print(takeoff(args.root, args.tasks, args.seeds, args.threshold, args.early))
         return
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)

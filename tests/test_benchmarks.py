@@ -113,5 +113,7 @@ def test_takeoff_names_each_runs_first_evaluation_over_the_threshold(tmp_path):
         csv = tmp_path / "hopper" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
         csv.parent.mkdir(parents=True)
         csv.write_text("".join(f"{(i + 1) * 100},{value}\n" for i, value in enumerate(values)))
-    rows = learning.takeoff(tmp_path, ["hopper"], [0, 1, 2], 2000).splitlines()
-    assert rows[2:] == ["| hopper | 0 | 200 | 1200 | 300 |", "| hopper | 1 | never | 500 | 300 |"]
+    ess = tmp_path / "hopper" / "seed0" / "logs" / "scalars" / "weight_ess.csv"
+    ess.write_text("100,0.2\n300,0.6\n")
+    rows = learning.takeoff(tmp_path, ["hopper"], [0, 1, 2], 2000, early=200).splitlines()
+    assert rows[2:] == ["| hopper | 0 | 200 | 1200 | 300 | 0.40 | – |", "| hopper | 1 | never | 500 | 300 | – | – |"]

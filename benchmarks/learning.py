@@ -214,15 +214,17 @@ EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames", *TAKEOFF_DI
 def evaluate(
     root: Path, tasks: list[str], seeds: list[int], episodes: int, overrides: list[str] = ()
 ) -> str:
-    """Each run's last checkpoint evaluated with the deterministic and the stochastic policy.
+    """Each run's last checkpoint evaluated with the deterministic and the stochastic policy:
+    mean return, mean episode length, and how many deterministic episodes reached the time limit.
 
     The models are rebuilt from the recipe's config for ``task``/``seed`` plus ``overrides``
     (pass the ones the runs were launched with). Episodes run on a fresh environment seed.
     """
     rows = [
         "| task | seed | samples | deterministic return | stochastic return | "
+        "deterministic episode length | stochastic episode length | "
         "deterministic episodes at the time limit |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         for seed in seeds:
@@ -249,6 +251,8 @@ def evaluate(
             rows.append(
                 f"| {task} | {seed} | {trainer.frames} | {deterministic['eval/return_mean']:.0f} "
                 f"| {stochastic['eval/return_mean']:.0f} "
+                f"| {deterministic['eval/episode_length_mean']:.0f} "
+                f"| {stochastic['eval/episode_length_mean']:.0f} "
                 f"| {round(deterministic['eval/time_limit_fraction'] * episodes)} / {episodes} |"
             )
     return "\n".join(rows)

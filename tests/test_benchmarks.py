@@ -69,8 +69,11 @@ def test_learning_runs_resume_and_report(tmp_path):
     # The last checkpoint re-evaluated with both policies.
     table = learning.evaluate(tmp_path, ["hopper"], [0], episodes=2).splitlines()
     assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
-    deterministic, stochastic, at_limit = (cell.strip() for cell in table[2].split("|")[4:7])
+    cells = [cell.strip() for cell in table[2].split("|")[4:9]]
+    deterministic, stochastic, deterministic_length, stochastic_length, at_limit = cells
     assert float(deterministic) > 0 and float(stochastic) > 0 and at_limit.endswith("/ 2")
+    assert 1 <= float(deterministic_length) <= 1000 and 1 <= float(stochastic_length) <= 1000
+    assert (at_limit == "2 / 2") == (float(deterministic_length) == 1000)
     # Overrides rebuild the models as the runs were launched: a wider observation cannot load.
     with pytest.raises(RuntimeError, match="size mismatch"):
         learning.evaluate(tmp_path, ["hopper"], [0], episodes=2,

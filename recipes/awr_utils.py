@@ -16,6 +16,7 @@ from torchrl.record.loggers import get_logger
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic, make_collection_policy
 from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.models import action_bounds
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
@@ -66,11 +67,30 @@ def validate_config(cfg: DictConfig) -> None:
             f"collector.frames_per_batch ({cfg.collector.frames_per_batch}) must be a multiple "
             f"of the number of environments per batch ({envs_per_batch(cfg)})."
         )
+    if cfg.model.action_std_end is not None:
+        check_std_schedule(cfg)
     if cfg.buffer.size < cfg.collector.frames_per_batch:
         raise ValueError(
             f"buffer.size ({cfg.buffer.size}) must hold at least one batch "
             f"(collector.frames_per_batch={cfg.collector.frames_per_batch})."
         )
+
+
+def check_std_schedule(cfg: DictConfig) -> None:
+    """An annealed std needs the fixed-std Gaussian actor and positive numbers."""
+    if cfg.model.distribution != "normal" or cfg.model.learn_std:
+        raise ValueError(
+            "model.action_std_end anneals the fixed std of the 'normal' actor; it cannot be used "
+            f"with model.distribution={cfg.model.distribution} and model.learn_std={cfg.model.learn_std}."
+        )
+    numbers = {
+        "model.action_std": cfg.model.action_std,
+        "model.action_std_end": cfg.model.action_std_end,
+        "model.action_std_anneal_frames": cfg.model.action_std_anneal_frames,
+    }
+    bad = [f"{name}={value}" for name, value in numbers.items() if not value > 0]
+    if bad:
+        raise ValueError(f"These settings must be > 0 for an annealed std: {', '.join(bad)}.")
 
 
 def envs_per_batch(cfg: DictConfig) -> int:
@@ -117,6 +137,18 @@ def make_models(cfg: DictConfig, env, device: torch.device):
         value_scale=cfg.model.value_scale,
     ).to(device)
     return actor, critic, normalizer
+
+
+def make_std_schedule(cfg: DictConfig, actor) -> ActionStdSchedule | None:
+    """The annealed action std, if ``model.action_std_end`` is set."""
+    if cfg.model.action_std_end is None:
+        return None
+    return ActionStdSchedule(
+        actor,
+        std_init=cfg.model.action_std,
+        std_end=cfg.model.action_std_end,
+        annealing_frames=cfg.model.action_std_anneal_frames,
+    )
 
 
 def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
@@ -263,6 +295,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
         critic_optimizer=critic_optimizer,
         config=make_trainer_config(cfg),
         normalizer=normalizer,
+        std_schedule=make_std_schedule(cfg, actor),
         evaluator=make_evaluator(cfg, actor),
         logger=make_logger(cfg, run_dir),
         checkpoint_path=run_dir / "checkpoint.pt",

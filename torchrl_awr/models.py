@@ -136,6 +136,16 @@ class GaussianHead(nn.Module):
         reshape_legacy_bounds(self, state_dict, prefix, ("center", "half_range", "log_std"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @torch.no_grad()
+    def set_std(self, std: float) -> None:
+        """Sets the fixed std (normalised units) in place, so collectors syncing the actor's
+        buffers and compiled losses reading it see the new value."""
+        if isinstance(self.log_std, nn.Parameter):
+            raise ValueError("GaussianHead: the std is learned (learn_std=True); it cannot be set.")
+        if not std > 0:
+            raise ValueError(f"GaussianHead: action std must be > 0, got {std}.")
+        self.log_std.fill_(math.log(std))
+
     def forward(self, normalized_mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc = self.center + self.half_range * normalized_mean
         scale = (self.half_range * self.log_std.exp()).expand_as(loc)
@@ -235,7 +245,7 @@ class GaussianSampler(TensorDictModuleBase):
 
     def __init__(self, actor: ProbabilisticActor):
         super().__init__()
-        if not _has_gaussian_head(actor):
+        if gaussian_head(actor) is None:
             raise TypeError("GaussianSampler needs the 'normal' actor of make_awr_actor.")
         network = actor.module[0]
         self.network = network.module
@@ -250,17 +260,19 @@ class GaussianSampler(TensorDictModuleBase):
         return tensordict
 
 
-def _has_gaussian_head(actor: ProbabilisticActor) -> bool:
-    """Whether ``actor`` is the ``normal`` actor of :func:`make_awr_actor` (network ending in a
-    :class:`GaussianHead`)."""
+def gaussian_head(actor: ProbabilisticActor) -> GaussianHead | None:
+    """The :class:`GaussianHead` of the ``normal`` actor of :func:`make_awr_actor` (its network's
+    last module); ``None`` for any other actor."""
     network = getattr(actor.module[0], "module", None)
-    return isinstance(network, nn.Sequential) and isinstance(network[-1], GaussianHead)
+    if isinstance(network, nn.Sequential) and isinstance(network[-1], GaussianHead):
+        return network[-1]
+    return None
 
 
 def make_collection_policy(actor: ProbabilisticActor) -> TensorDictModuleBase:
     """The policy to hand a collector: a :class:`GaussianSampler` over the fixed-std Gaussian
     actor of :func:`make_awr_actor`, any other actor as it is."""
-    return GaussianSampler(actor) if _has_gaussian_head(actor) else actor
+    return actor if gaussian_head(actor) is None else GaussianSampler(actor)
 
 
 class ValueScale(nn.Module):

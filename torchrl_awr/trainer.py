@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from torchrl_awr.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss
 from torchrl_awr.models import ObservationNormalizer
 from torchrl_awr.targets import (
@@ -105,6 +106,8 @@ class AWRTrainer:
         loss_module: the :class:`AWRLoss`; its ``actor_network``/``critic_network`` are trained.
         actor_optimizer, critic_optimizer: optimizers over the two networks' parameters.
         normalizer: the observation normaliser fed with every collected batch until frozen.
+        std_schedule: anneals the actor's fixed std with the samples collected; set before each
+            weight sync, so every batch is collected with the std of its iteration's start.
         evaluator: runs the deterministic evaluation every ``config.eval_interval`` iterations.
         logger: a TorchRL logger (CSV, TensorBoard, W&B, ...).
         checkpoint_path: where checkpoints go; ``save_buffer`` also dumps the replay buffer
@@ -128,6 +131,7 @@ class AWRTrainer:
         critic_optimizer: torch.optim.Optimizer,
         config: AWRTrainerConfig | None = None,
         normalizer: ObservationNormalizer | None = None,
+        std_schedule: ActionStdSchedule | None = None,
         evaluator: Evaluator | None = None,
         logger: Logger | None = None,
         checkpoint_path: str | Path | None = None,
@@ -153,6 +157,7 @@ class AWRTrainer:
         self.actor_optimizer = actor_optimizer
         self.critic_optimizer = critic_optimizer
         self.normalizer = normalizer
+        self.std_schedule = std_schedule
         self.evaluator = evaluator
         self.logger = logger
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -283,6 +288,8 @@ class AWRTrainer:
         tic = time.perf_counter()
         metrics.update(self._run_phase(self._actor_step, actor_steps))
         timings["time/actor"] = time.perf_counter() - tic
+        if self.std_schedule is not None:
+            metrics["action_std"] = self.std_schedule.step(self.frames)
         self.collector.update_policy_weights_()
 
         metrics.update(
@@ -317,6 +324,9 @@ class AWRTrainer:
             disable=not self.progress,
             dynamic_ncols=True,
         )
+        if self.std_schedule is not None:
+            self.std_schedule.step(self.frames)
+            self.collector.update_policy_weights_()
         previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         collector_iter = iter(self.collector)
         tick = time.perf_counter()

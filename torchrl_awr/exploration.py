@@ -1,0 +1,58 @@
+"""An annealed action std for the fixed-std Gaussian actor: wide exploration early, a sharper
+policy later.
+
+With a fixed std the original trades two things off: on Hopper a wide std (0.6) leaves the
+early forward lunge sooner, while a narrow one (0.2) finds the stable hop later but refines a
+better one (docs/results.md). Annealing the std over the run takes the first early and the
+second late.
+"""
+from __future__ import annotations
+
+from torchrl.modules import ProbabilisticActor
+
+from torchrl_awr.models import gaussian_head
+
+
+class ActionStdSchedule:
+    """Moves the fixed std of a :func:`~torchrl_awr.make_awr_actor` ``normal`` actor linearly
+    from ``std_init`` to ``std_end`` over the first ``annealing_frames`` collected samples, then
+    holds ``std_end``.
+
+    ``step(frames)`` sets the std for the samples collected after ``frames`` (as TorchRL's
+    annealed exploration modules do, but from the absolute sample count, so a resumed run lands
+    on the same std). The std is the actor head's ``log_std`` buffer: collectors that sync the
+    actor's weights sample with it after their next weight update, and checkpoints keep it.
+    Stds are in normalised action units (a fraction of the half-range, as ``action_std``).
+    """
+
+    def __init__(self, actor: ProbabilisticActor, *, std_init: float, std_end: float, annealing_frames: int):
+        head = gaussian_head(actor)
+        if head is None:
+            raise TypeError(
+                "ActionStdSchedule needs the fixed-std 'normal' actor of make_awr_actor "
+                f"(got {type(actor).__name__} without a GaussianHead)."
+            )
+        if head.log_std.requires_grad:
+            raise ValueError("ActionStdSchedule: the actor learns its std (learn_std=True); nothing to anneal.")
+        bad = [
+            f"{name}={value!r}"
+            for name, value in (("std_init", std_init), ("std_end", std_end), ("annealing_frames", annealing_frames))
+            if not value > 0
+        ]
+        if bad:
+            raise ValueError(f"ActionStdSchedule: these must be > 0: {', '.join(bad)}.")
+        self.head = head
+        self.std_init = float(std_init)
+        self.std_end = float(std_end)
+        self.annealing_frames = int(annealing_frames)
+
+    def std_at(self, frames: int) -> float:
+        """The std after ``frames`` collected samples."""
+        progress = min(max(frames, 0) / self.annealing_frames, 1.0)
+        return self.std_init + (self.std_end - self.std_init) * progress
+
+    def step(self, frames: int) -> float:
+        """Sets the actor's std to :meth:`std_at` ``(frames)`` and returns it."""
+        std = self.std_at(frames)
+        self.head.set_std(std)
+        return std

@@ -208,7 +208,7 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, ea
     return "\n".join(rows)
 
 
-EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames", *TAKEOFF_DIAGNOSTICS)
+EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames", "action_std", *TAKEOFF_DIAGNOSTICS)
 
 
 def evaluate(

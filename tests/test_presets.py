@@ -34,6 +34,7 @@ def test_presets_cover_the_original_benchmark():
             assert cfg.loss.logits_l2_coeff == pytest.approx(0.001)
         else:
             assert cfg.model.action_std == pytest.approx(action_std)
+            assert cfg.model.action_std_end is None  # fixed, as the original's
             assert cfg.loss.action_bound_coeff == pytest.approx(10.0)
 
 

@@ -54,9 +54,7 @@ def validate_config(cfg: DictConfig) -> None:
         "optim.critic_lr": cfg.optim.critic_lr,
         "optim.actor_lr": cfg.optim.actor_lr,
     }
-    bad = [f"{name}={value}" for name, value in positive.items() if not value > 0]
-    if bad:
-        raise ValueError(f"These settings must be > 0: {', '.join(bad)}.")
+    require_positive(positive, "These settings must be > 0")
     if cfg.train.batch_size > cfg.buffer.size:
         raise ValueError(
             f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size "
@@ -76,6 +74,13 @@ def validate_config(cfg: DictConfig) -> None:
         )
 
 
+def require_positive(settings: dict, message: str) -> None:
+    """Raises ``message: name=value, ...`` naming every setting that is not > 0."""
+    bad = [f"{name}={value}" for name, value in settings.items() if not value > 0]
+    if bad:
+        raise ValueError(f"{message}: {', '.join(bad)}.")
+
+
 def check_std_schedule(cfg: DictConfig) -> None:
     """An annealed std needs the fixed-std Gaussian actor and positive numbers."""
     if cfg.model.distribution != "normal" or cfg.model.learn_std:
@@ -88,9 +93,7 @@ def check_std_schedule(cfg: DictConfig) -> None:
         "model.action_std_end": cfg.model.action_std_end,
         "model.action_std_anneal_frames": cfg.model.action_std_anneal_frames,
     }
-    bad = [f"{name}={value}" for name, value in numbers.items() if not value > 0]
-    if bad:
-        raise ValueError(f"These settings must be > 0 for an annealed std: {', '.join(bad)}.")
+    require_positive(numbers, "These settings must be > 0 for an annealed std")
 
 
 def envs_per_batch(cfg: DictConfig) -> int:

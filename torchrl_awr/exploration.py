@@ -32,7 +32,7 @@ class ActionStdSchedule:
                 "ActionStdSchedule needs the fixed-std 'normal' actor of make_awr_actor "
                 f"(got {type(actor).__name__} without a GaussianHead)."
             )
-        if head.log_std.requires_grad:
+        if head.learns_std:
             raise ValueError("ActionStdSchedule: the actor learns its std (learn_std=True); nothing to anneal.")
         bad = [
             f"{name}={value!r}"

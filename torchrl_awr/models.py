@@ -136,11 +136,15 @@ class GaussianHead(nn.Module):
         reshape_legacy_bounds(self, state_dict, prefix, ("center", "half_range", "log_std"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @property
+    def learns_std(self) -> bool:
+        return isinstance(self.log_std, nn.Parameter)
+
     @torch.no_grad()
     def set_std(self, std: float) -> None:
         """Sets the fixed std (normalised units) in place, so collectors syncing the actor's
         buffers and compiled losses reading it see the new value."""
-        if isinstance(self.log_std, nn.Parameter):
+        if self.learns_std:
             raise ValueError("GaussianHead: the std is learned (learn_std=True); it cannot be set.")
         if not std > 0:
             raise ValueError(f"GaussianHead: action std must be > 0, got {std}.")

@@ -174,11 +174,13 @@ def _plot(curves: dict, path: Path) -> None:
 
 
 TAKEOFF_DIAGNOSTICS = ("weight_ess", "explained_variance")
+EVAL_EPISODE_LENGTH = "eval/episode_length_mean"
 
 
 def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, early: float = 200_000) -> str:
     """Per run: the samples at its first evaluation returning >= ``threshold``, its last
-    evaluation, and its weight and critic diagnostics at ``early`` samples.
+    evaluation (return and mean episode length), and its weight and critic diagnostics at
+    ``early`` samples.
 
     For bimodal tasks (Hopper: a stable hop or an early fall) this separates when a run found
     the good mode from whether it holds it at the end, and shows whether anything logged early
@@ -187,8 +189,8 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, ea
     diagnostics = " | ".join(f"{name} @{early / 1000:g}k" for name in TAKEOFF_DIAGNOSTICS)
     rows = [
         f"| task | seed | first evaluation >= {threshold:g} (samples) | last evaluation | at samples "
-        f"| {diagnostics} |",
-        "|---" * (5 + len(TAKEOFF_DIAGNOSTICS)) + "|",
+        f"| last episode length | {diagnostics} |",
+        "|---" * (6 + len(TAKEOFF_DIAGNOSTICS)) + "|",
     ]
     for task in tasks:
         for seed in seeds:
@@ -197,18 +199,22 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, ea
                 continue
             first = next((step for step, value in zip(steps, values) if value >= threshold), None)
             first_text = "never" if first is None else f"{first:.0f}"
+            _, lengths = read_scalar(run_dir(root, task, seed), EVAL_EPISODE_LENGTH)
+            length_text = f"{lengths[-1]:.0f}" if lengths else "–"
             early_values = []
             for name in TAKEOFF_DIAGNOSTICS:
                 value = interpolate(*read_scalar(run_dir(root, task, seed), name), early)
                 early_values.append("–" if value is None else f"{value:.2f}")
             rows.append(
-                f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} "
+                f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} | {length_text} "
                 f"| {' | '.join(early_values)} |"
             )
     return "\n".join(rows)
 
 
-EXPORTED = (EVAL_RETURN, "train/return_mean", "wall_time", "frames", "action_std", *TAKEOFF_DIAGNOSTICS)
+EXPORTED = (
+    EVAL_RETURN, EVAL_EPISODE_LENGTH, "train/return_mean", "wall_time", "frames", "action_std", *TAKEOFF_DIAGNOSTICS,
+)
 
 
 def evaluate(

@@ -66,6 +66,7 @@ def test_learning_runs_resume_and_report(tmp_path):
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)
     assert exported == learning.report(tmp_path, ["hopper"], [0], None)
+    assert learning.takeoff(tmp_path / "exported", ["hopper"], [0], 2000) == learning.takeoff(tmp_path, ["hopper"], [0], 2000)
     # The last checkpoint re-evaluated with both policies.
     table = learning.evaluate(tmp_path, ["hopper"], [0], episodes=2).splitlines()
     assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
@@ -118,5 +119,10 @@ def test_takeoff_names_each_runs_first_evaluation_over_the_threshold(tmp_path):
         csv.write_text("".join(f"{(i + 1) * 100},{value}\n" for i, value in enumerate(values)))
     ess = tmp_path / "hopper" / "seed0" / "logs" / "scalars" / "weight_ess.csv"
     ess.write_text("100,0.2\n300,0.6\n")
+    lengths = tmp_path / "hopper" / "seed1" / "logs" / "scalars" / "eval" / "episode_length_mean.csv"
+    lengths.write_text("100,90\n300,1000\n")
     rows = learning.takeoff(tmp_path, ["hopper"], [0, 1, 2], 2000, early=200).splitlines()
-    assert rows[2:] == ["| hopper | 0 | 200 | 1200 | 300 | 0.40 | – |", "| hopper | 1 | never | 500 | 300 | – | – |"]
+    assert rows[0].count("|") == rows[1].count("|") == rows[2].count("|") == 9
+    assert rows[2:] == [
+        "| hopper | 0 | 200 | 1200 | 300 | – | 0.40 | – |", "| hopper | 1 | never | 500 | 300 | 1000 | – | – |",
+    ]

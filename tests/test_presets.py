@@ -43,7 +43,7 @@ def test_hopper_alone_departs_from_the_original_discount():
         expected = 0.9925 if task == "hopper" else 0.99
         assert compose_config(f"task={task}").loss.gamma == pytest.approx(expected), task
     assert compose_config("task=hopper", "loss.gamma=0.99").loss.gamma == pytest.approx(0.99)
-    assert compose_config("task=walker2d", "+task.gamma=0.995").loss.gamma == pytest.approx(0.995)
+    assert compose_config("task=walker2d", "task.gamma=0.995").loss.gamma == pytest.approx(0.995)
 
 
 def test_default_task_is_halfcheetah_with_original_numbers():

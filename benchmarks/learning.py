@@ -194,16 +194,17 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, ea
     ]
     for task in tasks:
         for seed in seeds:
-            steps, values = read_scalar(run_dir(root, task, seed), EVAL_RETURN)
+            directory = run_dir(root, task, seed)
+            steps, values = read_scalar(directory, EVAL_RETURN)
             if not steps:
                 continue
             first = next((step for step, value in zip(steps, values) if value >= threshold), None)
             first_text = "never" if first is None else f"{first:.0f}"
-            _, lengths = read_scalar(run_dir(root, task, seed), EVAL_EPISODE_LENGTH)
+            _, lengths = read_scalar(directory, EVAL_EPISODE_LENGTH)
             length_text = f"{lengths[-1]:.0f}" if lengths else "–"
             early_values = []
             for name in TAKEOFF_DIAGNOSTICS:
-                value = interpolate(*read_scalar(run_dir(root, task, seed), name), early)
+                value = interpolate(*read_scalar(directory, name), early)
                 early_values.append("–" if value is None else f"{value:.2f}")
             rows.append(
                 f"| {task} | {seed} | {first_text} | {values[-1]:.0f} | {steps[-1]:.0f} | {length_text} "

@@ -94,6 +94,10 @@ def check_std_schedule(cfg: DictConfig) -> None:
         "model.action_std_anneal_frames": cfg.model.action_std_anneal_frames,
     }
     require_positive(numbers, "These settings must be > 0 for an annealed std")
+    if not cfg.model.action_std_anneal_start >= 0:
+        raise ValueError(
+            f"model.action_std_anneal_start must be >= 0, got {cfg.model.action_std_anneal_start}."
+        )
 
 
 def envs_per_batch(cfg: DictConfig) -> int:
@@ -151,6 +155,7 @@ def make_std_schedule(cfg: DictConfig, actor) -> ActionStdSchedule | None:
         std_init=cfg.model.action_std,
         std_end=cfg.model.action_std_end,
         annealing_frames=cfg.model.action_std_anneal_frames,
+        start_frames=cfg.model.action_std_anneal_start,
     )
 
 

@@ -28,6 +28,12 @@ def test_std_moves_linearly_then_holds():
     assert rising.std_at(50) == pytest.approx(0.3)
 
 
+def test_a_late_start_holds_the_initial_std_first():
+    schedule = ActionStdSchedule(actor(), std_init=0.4, std_end=0.2, annealing_frames=500, start_frames=500)
+    expected = {0: 0.4, 500: 0.4, 750: 0.3, 1000: 0.2, 5000: 0.2}
+    assert {frames: schedule.std_at(frames) for frames in expected} == pytest.approx(expected)
+
+
 def test_step_sets_the_actors_scale():
     policy = actor(action_std=0.6)
     schedule = ActionStdSchedule(policy, std_init=0.6, std_end=0.2, annealing_frames=1000)
@@ -46,6 +52,8 @@ def test_bad_actors_and_numbers_are_named():
         ActionStdSchedule(actor(learn_std=True), std_init=0.6, std_end=0.2, annealing_frames=10)
     with pytest.raises(ValueError, match=r"std_end=0.0, annealing_frames=0"):
         ActionStdSchedule(actor(), std_init=0.6, std_end=0.0, annealing_frames=0)
+    with pytest.raises(ValueError, match="start_frames must be >= 0, got -1"):
+        ActionStdSchedule(actor(), std_init=0.6, std_end=0.2, annealing_frames=10, start_frames=-1)
     head = gaussian_head(actor(learn_std=True))
     with pytest.raises(ValueError, match="learned"):
         head.set_std(0.3)
@@ -76,13 +84,16 @@ def test_recipe_anneals_the_std_in_worker_processes(tmp_path):
     """Two synchronous collector processes sample with the trainer's current std."""
     trainer = run_recipe(
         tmp_path / "run", "collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2",
-        "task.action_std=0.6", "model.action_std_end=0.2", "model.action_std_anneal_frames=1024",
+        "task.action_std=0.6", "model.action_std_end=0.2", "model.action_std_anneal_frames=768",
+        "model.action_std_anneal_start=256",
     )
-    # Hopper's actions lie in [-1, 1]: scale = std. Four batches of 256, [time, 4 envs] each.
+    # Hopper's actions lie in [-1, 1]: scale = std. Four batches of 256, [time, 4 envs] each;
+    # the std holds 0.6 for the first 256 samples, then falls by 0.4 / 3 per batch.
     scale = trainer.replay_buffer.storage._storage["scale"][..., 0]
-    for batch, std in enumerate((0.6, 0.5, 0.4, 0.3)):
+    for batch, std in enumerate((0.6, 0.6, 0.6 - 0.4 / 3, 0.6 - 0.8 / 3)):
         torch.testing.assert_close(scale[64 * batch : 64 * (batch + 1)], torch.full((64, 4), std))
-    assert [value for _, value in read_csv(tmp_path / "run", "action_std")] == pytest.approx([0.5, 0.4, 0.3, 0.2])
+    logged = [value for _, value in read_csv(tmp_path / "run", "action_std")]
+    assert logged == pytest.approx([0.6, 0.6 - 0.4 / 3, 0.6 - 0.8 / 3, 0.2])
 
 
 def test_recipe_rejects_a_schedule_it_cannot_apply():
@@ -93,6 +104,7 @@ def test_recipe_rejects_a_schedule_it_cannot_apply():
         (["task=lunarlander", "model.action_std_end=0.2"], "distribution=categorical"),
         (["model.action_std_end=0.0"], r"model.action_std_end=0.0"),
         (["model.action_std_end=0.2", "model.action_std_anneal_frames=0"], "action_std_anneal_frames=0"),
+        (["model.action_std_end=0.2", "model.action_std_anneal_start=-5"], "action_std_anneal_start must be >= 0, got -5"),
     ):
         with pytest.raises(ValueError, match=message):
             awr_utils.validate_config(compose_config(*overrides))

@@ -14,9 +14,11 @@ from torchrl_awr.models import gaussian_head
 
 
 class ActionStdSchedule:
-    """Moves the fixed std of a :func:`~torchrl_awr.make_awr_actor` ``normal`` actor linearly
-    from ``std_init`` to ``std_end`` over the first ``annealing_frames`` collected samples, then
-    holds ``std_end``.
+    """Holds the fixed std of a :func:`~torchrl_awr.make_awr_actor` ``normal`` actor at
+    ``std_init`` for the first ``start_frames`` collected samples, moves it linearly to
+    ``std_end`` over the next ``annealing_frames``, then holds ``std_end``.
+
+    A late start keeps the wide exploration that finds a gait and narrows it only to refine one.
 
     ``step(frames)`` sets the std for the samples collected after ``frames`` (as TorchRL's
     annealed exploration modules do, but from the absolute sample count, so a resumed run lands
@@ -25,7 +27,15 @@ class ActionStdSchedule:
     Stds are in normalised action units (a fraction of the half-range, as ``action_std``).
     """
 
-    def __init__(self, actor: ProbabilisticActor, *, std_init: float, std_end: float, annealing_frames: int):
+    def __init__(
+        self,
+        actor: ProbabilisticActor,
+        *,
+        std_init: float,
+        std_end: float,
+        annealing_frames: int,
+        start_frames: int = 0,
+    ):
         head = gaussian_head(actor)
         if head is None:
             raise TypeError(
@@ -41,14 +51,17 @@ class ActionStdSchedule:
         ]
         if bad:
             raise ValueError(f"ActionStdSchedule: these must be > 0: {', '.join(bad)}.")
+        if not start_frames >= 0:
+            raise ValueError(f"ActionStdSchedule: start_frames must be >= 0, got {start_frames!r}.")
         self.head = head
         self.std_init = float(std_init)
         self.std_end = float(std_end)
         self.annealing_frames = int(annealing_frames)
+        self.start_frames = int(start_frames)
 
     def std_at(self, frames: int) -> float:
         """The std after ``frames`` collected samples."""
-        progress = min(max(frames, 0) / self.annealing_frames, 1.0)
+        progress = min(max(frames - self.start_frames, 0) / self.annealing_frames, 1.0)
         return self.std_init + (self.std_end - self.std_init) * progress
 
     def step(self, frames: int) -> float:

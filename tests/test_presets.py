@@ -6,7 +6,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchrl.modules import IndependentNormal, OneHotCategorical
 
+from conftest import box_spec
 from recipe_helpers import compose_config, read_csv, run_recipe
+from torchrl_awr import make_awr_actor
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config" / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
@@ -21,6 +23,9 @@ ORIGINAL = {
     "lunarlander": ("LunarLander-v3", 5e-4, 0.4, 100_000),
 }
 
+# Departures from the original's fixed std: (std_end, anneal_start, anneal_frames).
+NARROWING_STD = {"hopper": (0.2, 500_000, 500_000), "halfcheetah": (0.2, 0, 1_000_000)}
+
 
 def test_presets_cover_the_original_benchmark():
     assert set(ORIGINAL) <= set(PRESETS)
@@ -34,8 +39,24 @@ def test_presets_cover_the_original_benchmark():
             assert cfg.loss.logits_l2_coeff == pytest.approx(0.001)
         else:
             assert cfg.model.action_std == pytest.approx(action_std)
-            assert cfg.model.action_std_end is None  # fixed, as the original's
+            if task not in NARROWING_STD:
+                assert cfg.model.action_std_end is None  # fixed, as the original's
             assert cfg.loss.action_bound_coeff == pytest.approx(10.0)
+
+
+def test_some_presets_narrow_the_std_the_others_keep_it_fixed():
+    import awr_utils
+
+    for task in PRESETS:
+        model = compose_config(f"task={task}").model
+        schedule = (model.action_std_end, model.action_std_anneal_start, model.action_std_anneal_frames)
+        assert schedule == NARROWING_STD.get(task, (None, 0, 1_000_000)), task
+    restored = compose_config("task=hopper", "model.action_std_end=null")
+    assert restored.model.action_std_end is None
+    assert awr_utils.make_std_schedule(restored, None) is None
+    hopper_actor = make_awr_actor(11, box_spec(low=(-1.0,) * 3, high=(1.0,) * 3))
+    schedule = awr_utils.make_std_schedule(compose_config("task=hopper"), hopper_actor)
+    assert [schedule.std_at(f) for f in (0, 500_000, 750_000, 1_000_000, 2_000_000)] == pytest.approx([0.4, 0.4, 0.3, 0.2, 0.2])
 
 
 def test_hopper_alone_departs_from_the_original_discount():

@@ -86,7 +86,8 @@ def check_std_schedule(cfg: DictConfig) -> None:
     if cfg.model.distribution != "normal" or cfg.model.learn_std:
         raise ValueError(
             "model.action_std_end anneals the fixed std of the 'normal' actor; it cannot be used "
-            f"with model.distribution={cfg.model.distribution} and model.learn_std={cfg.model.learn_std}."
+            f"with model.distribution={cfg.model.distribution} and model.learn_std={cfg.model.learn_std}. "
+            "Add model.action_std_end=null (the halfcheetah and hopper presets anneal the std)."
         )
     numbers = {
         "model.action_std": cfg.model.action_std,

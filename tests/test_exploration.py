@@ -101,6 +101,7 @@ def test_recipe_rejects_a_schedule_it_cannot_apply():
 
     for overrides, message in (
         (["model.action_std_end=0.2", "model.learn_std=true"], "learn_std=True"),
+        (["task=halfcheetah", "model.learn_std=true"], r"Add model.action_std_end=null"),
         (["task=lunarlander", "model.action_std_end=0.2"], "distribution=categorical"),
         (["model.action_std_end=0.0"], r"model.action_std_end=0.0"),
         (["model.action_std_end=0.2", "model.action_std_anneal_frames=0"], "action_std_anneal_frames=0"),

@@ -1,4 +1,4 @@
-"""Every task preset starts and completes a short run with its original settings."""
+"""Every task preset completes a short run; its settings are the original's or named departures."""
 from pathlib import Path
 
 import pytest

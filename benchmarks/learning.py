@@ -13,6 +13,7 @@
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,17 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from torchrl.envs.utils import ExplorationType
+
+from torchrl_awr.builders import compose_config, env_maker, make_trainer
+from torchrl_awr.envs import max_episode_steps
+from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "recipes"))
-
-from awr_utils import compose_config, env_maker, make_trainer  # noqa: E402
-from torchrl.envs.utils import ExplorationType  # noqa: E402
-
-from torchrl_awr.envs import max_episode_steps  # noqa: E402
-from torchrl_awr.evaluation import Evaluator  # noqa: E402
-from torchrl_awr.plotting import EVAL_RETURN, read_scalar  # noqa: E402
 
 # The original AWR's test returns (mean, sd over its published runs), from ../shared/awr_reference.md.
 ORIGINAL = {
@@ -47,7 +45,12 @@ ORIGINAL = {
     "lunarlander": {250_000: (-28, 62), 500_000: (140, 50), 1_000_000: (226, 6), 2_000_000: (224, 4)},
 }
 ORIGINAL_HOURS_PER_MILLION = {
-    "halfcheetah": 0.76, "hopper": 0.86, "walker2d": 0.81, "ant": 1.00, "humanoid": 0.92, "lunarlander": 1.09,
+    "halfcheetah": 0.76,
+    "hopper": 0.86,
+    "walker2d": 0.81,
+    "ant": 1.00,
+    "humanoid": 0.92,
+    "lunarlander": 1.09,
 }
 MILESTONES = (250_000, 500_000, 1_000_000)
 
@@ -73,8 +76,13 @@ def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) 
     if done:
         command += [f"resume={directory / 'checkpoint.pt'}", "resume_buffer=true"]
     command += [
-        f"task={task}", f"seed={seed}", f"collector.total_frames={frames}", f"output_dir={directory}",
-        "progress=false", "checkpoint.save_buffer=true", *overrides,
+        f"task={task}",
+        f"seed={seed}",
+        f"collector.total_frames={frames}",
+        f"output_dir={directory}",
+        "progress=false",
+        "checkpoint.save_buffer=true",
+        *overrides,
     ]
     directory.parent.mkdir(parents=True, exist_ok=True)
     with open(directory.parent / f"seed{seed}.log", "a") as log:
@@ -105,7 +113,8 @@ def _fmt(values: list[float]) -> str:
 
 def report(root: Path, tasks: list[str], seeds: list[int], figure: Path | None) -> str:
     rows = [
-        "| task | seeds | " + " | ".join(f"@{m // 1000}k ours" for m in MILESTONES)
+        "| task | seeds | "
+        + " | ".join(f"@{m // 1000}k ours" for m in MILESTONES)
         + " | original @1M | wall h / 1M ours | original h / 1M |",
         "|---" * (5 + len(MILESTONES)) + "|",
     ]
@@ -157,15 +166,13 @@ def _plot(curves: dict, path: Path) -> None:
             ax.plot(steps, values, lw=1, label=f"ours, seed {seed}")
         reference = ORIGINAL.get(task, {})
         if reference:
-            xs = sorted(reference)
-            ax.errorbar(xs, [reference[x][0] for x in xs], yerr=[reference[x][1] for x in xs],
-                        fmt="ks", capsize=3, label="original AWR (gym v2)")
+            plot_reference(ax, reference, "original AWR (gym v2)")
         ax.set_title(task)
         ax.set_xlabel("samples")
         ax.set_ylabel("eval return (32 episodes)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,13 +221,17 @@ def takeoff(root: Path, tasks: list[str], seeds: list[int], threshold: float, ea
 
 
 EXPORTED = (
-    EVAL_RETURN, EVAL_EPISODE_LENGTH, "train/return_mean", "wall_time", "frames", "action_std", *TAKEOFF_DIAGNOSTICS,
+    EVAL_RETURN,
+    EVAL_EPISODE_LENGTH,
+    "train/return_mean",
+    "wall_time",
+    "frames",
+    "action_std",
+    *TAKEOFF_DIAGNOSTICS,
 )
 
 
-def evaluate(
-    root: Path, tasks: list[str], seeds: list[int], episodes: int, overrides: list[str] = ()
-) -> str:
+def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, overrides: list[str] = ()) -> str:
     """Each run's last checkpoint evaluated with the deterministic and the stochastic policy:
     mean return, mean episode length, and how many deterministic episodes reached the time limit.
 
@@ -239,8 +250,14 @@ def evaluate(
             if not checkpoint.is_file():
                 continue
             cfg = compose_config(
-                f"task={task}", f"seed={seed}", "logger.backend=none", "progress=false",
-                "eval.interval=0", "checkpoint.interval=0", "train.compile=false", *overrides,
+                f"task={task}",
+                f"seed={seed}",
+                "logger.backend=none",
+                "progress=false",
+                "eval.interval=0",
+                "checkpoint.interval=0",
+                "train.compile=false",
+                *overrides,
             )
             trainer = make_trainer(cfg, checkpoint.parent, torch.device("cpu"))
             trainer.load(checkpoint)
@@ -249,8 +266,11 @@ def evaluate(
             for mode in (ExplorationType.DETERMINISTIC, ExplorationType.RANDOM):
                 env = env_maker(cfg)(num_envs=episodes, seed=seed + 20_000)
                 evaluator = Evaluator(
-                    env, trainer.loss_module.actor_network, num_episodes=episodes,
-                    max_episode_steps=max_episode_steps(cfg.env.name), exploration_type=mode,
+                    env,
+                    trainer.loss_module.actor_network,
+                    num_episodes=episodes,
+                    max_episode_steps=max_episode_steps(cfg.env.name),
+                    exploration_type=mode,
                 )
                 results[mode] = evaluator()
                 env.close()

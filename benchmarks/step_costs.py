@@ -9,10 +9,10 @@ update as a compiled loss followed by eager backward and SGD, and fused into one
 (the default), each with dynamo's guards checked and skipped; and the fused step as a phase runs it,
 several steps per graph call.
 """
+
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -20,13 +20,10 @@ import gymnasium as gym
 import torch
 from torchrl.envs import Compose, DoubleToFloat, GymWrapper, RewardSum, TransformedEnv
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-
-from awr_utils import compose_config, make_trainer  # noqa: E402
-
-from torchrl_awr.envs import make_env  # noqa: E402
-from torchrl_awr.updates import UpdateStep  # noqa: E402
+from torchrl_awr.builders import compose_config, make_trainer
+from torchrl_awr.envs import make_env
+from torchrl_awr.trainer import PhaseTimer
+from torchrl_awr.updates import UpdateStep
 
 
 def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
@@ -42,6 +39,7 @@ def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
+
     def batched_step_ms(env) -> float:
         env.set_seed(0)
         ms = per_call_ms(lambda: env.rollout(64, break_when_any_done=False), 1) / 64
@@ -51,8 +49,9 @@ def main() -> None:
     for keep_info in (True, False):
         ms = batched_step_ms(make_env("Hopper-v5", num_envs=16, keep_info=keep_info))
         print(f"GymnasiumBatchEnv step, 16 envs, keep_info={keep_info}: {ms:.2f} ms")
-    vector = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5")] * 16,
-                                      autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    vector = gym.vector.SyncVectorEnv(
+        [lambda: gym.make("Hopper-v5")] * 16, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     stock = TransformedEnv(GymWrapper(vector), Compose(DoubleToFloat(), RewardSum()), auto_unwrap=False)
     print(f"TorchRL GymWrapper over SyncVectorEnv step, 16 envs: {batched_step_ms(stock):.2f} ms")
     raw = [gym.make("Hopper-v5") for _ in range(16)]
@@ -66,18 +65,32 @@ def main() -> None:
 
     print(f"16 gymnasium steps, no TorchRL: {per_call_ms(raw_steps, 64):.2f} ms")
 
-    cfg = compose_config("task=hopper", "progress=false", "logger.backend=none", "eval.interval=0",
-                         "checkpoint.interval=0", "collector.type=single", "collector.frames_per_batch=4096")
+    cfg = compose_config(
+        "task=hopper",
+        "progress=false",
+        "logger.backend=none",
+        "eval.interval=0",
+        "checkpoint.interval=0",
+        "collector.type=single",
+        "collector.frames_per_batch=4096",
+    )
     trainer = make_trainer(cfg, Path("/tmp/awr_step_costs"), torch.device("cpu"))
-    trainer._iterate(next(iter(trainer.collector)))
+    trainer._iterate(next(iter(trainer.collector)), PhaseTimer())
     trainer.collector.shutdown()
     fused = trainer._actor_step
-    unfused = UpdateStep(trainer.loss_module, trainer.loss_module.actor_loss, trainer.actor_optimizer,
-                         fused.keys, compile=True, fuse=False)
-    (chunk,) = trainer._minibatches(fused.keys, 16)  # [16, 256, ...] per key
+    unfused = UpdateStep(
+        trainer.loss_module,
+        trainer.loss_module.actor_loss,
+        trainer.actor_optimizer,
+        fused.keys,
+        compile=True,
+        fuse=False,
+    )
+    (chunk,) = trainer.store.minibatches(fused.keys, 16)  # [16, 256, ...] per key
     index = iter(range(10**9))
     for name, step in (("compiled loss + eager backward/SGD", unfused), ("fused forward/backward/SGD", fused)):
-        def actor_step():
+
+        def actor_step(step=step):
             i = next(index) % 16
             step(*(tensor[i] for tensor in chunk))
 

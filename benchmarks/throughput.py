@@ -12,23 +12,20 @@ trainer's size (the value passes TD(lambda) targets and advantages need); and th
 of critic and actor SGD steps on pre-made tensors in the fastest plain-PyTorch loop: eager,
 compiled loss and backward, or forward, backward and SGD update fused into one compiled graph.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import resource
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-
-from awr_utils import (  # noqa: E402
+from torchrl_awr.builders import (
     compose_config,
     env_kwargs,
     env_maker,
@@ -36,10 +33,11 @@ from awr_utils import (  # noqa: E402
     make_trainer,
     resolve_device,
 )
+from torchrl_awr.envs import max_episode_steps
+from torchrl_awr.models import make_mlp
+from torchrl_awr.targets import VALUE_CHUNK_ROWS
 
-from torchrl_awr.envs import max_episode_steps  # noqa: E402
-from torchrl_awr.models import make_mlp  # noqa: E402
-from torchrl_awr.targets import VALUE_CHUNK_ROWS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PHASES = ("collect", "buffer", "targets", "critic", "actor", "eval", "checkpoint")
 
@@ -209,8 +207,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--task", default="hopper", help="a recipe task preset (default: hopper)")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--override", action="append", default=[], help="Hydra override, repeatable")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="iterations before measuring (default: until every env ended an episode)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="iterations before measuring (default: until every env ended an episode)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the harness")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--run-dir", default="/tmp/awr_throughput")
@@ -219,8 +221,14 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.iterations = 1
         overrides += [
-            "collector.frames_per_batch=256", "collector.type=single", "env.num_envs=4", "train.critic_steps=20",
-            "train.actor_steps=40", "eval.episodes=2", "eval.num_envs=2", "train.compile=false",
+            "collector.frames_per_batch=256",
+            "collector.type=single",
+            "env.num_envs=4",
+            "train.critic_steps=20",
+            "train.actor_steps=40",
+            "eval.episodes=2",
+            "eval.num_envs=2",
+            "train.compile=false",
         ]
     cfg = load_config(args.task, overrides)
     run_dir = Path(args.run_dir)
@@ -236,7 +244,11 @@ def main(argv=None) -> dict:
     raw_env = gym.make(cfg.env.name, **env_kwargs(cfg))
     env_floor = measure_env_floor(raw_env, trainer["frames"], obs_dim, act_dim, hidden)
     update_floor, update_floor_modes = measure_update_floor(
-        trainer["critic_steps"], trainer["actor_steps"], obs_dim, act_dim, hidden,
+        trainer["critic_steps"],
+        trainer["actor_steps"],
+        obs_dim,
+        act_dim,
+        hidden,
         modes=("eager",) if args.smoke else UPDATE_FLOOR_KINDS,
     )
     value_floor = measure_value_floor(trainer["buffer_sizes"], obs_dim, hidden)

@@ -7,6 +7,7 @@
 A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
 line replace them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,17 +15,15 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from awr_utils import check_writable, make_trainer, resolve_device, validate_config  # noqa: E402
-
-from torchrl_awr.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from torchrl_awr.plotting import plot_history, plot_run  # noqa: E402
-from torchrl_awr.trainer import AWRTrainer  # noqa: E402
+from torchrl_awr.builders import check_writable, make_trainer, resolve_device, validate_config
+from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
+from torchrl_awr.plotting import plot_history, plot_run
+from torchrl_awr.trainer import AWRTrainer
 
 
 def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
@@ -36,7 +35,7 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     trainer = make_trainer(cfg, run_dir, device)
     if cfg.resume:
@@ -57,15 +56,31 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir)
 
 
+def saved_task(saved: DictConfig) -> str:
+    """The task preset a saved config was made with (``task.name`` in configs written before
+    the presets listed only their departures)."""
+    return OmegaConf.select(saved, "task_name") or OmegaConf.select(saved, "task.name")
+
+
 def resume_config(cfg: DictConfig) -> DictConfig:
-    """The resumed run's saved config, with the keys set on this command line taken from ``cfg``."""
-    saved = Path(cfg.resume).resolve().parent / "config.yaml"
-    if not saved.is_file():
-        return cfg
-    resumed = OmegaConf.merge(cfg, OmegaConf.load(saved))
-    for override in OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task):
+    """The resumed run's saved config, over its own task's preset, with the keys set on this
+    command line taken from ``cfg``."""
+    path = Path(cfg.resume).resolve().parent / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"resume: no config.yaml beside {cfg.resume}; it holds the run's settings.")
+    saved = OmegaConf.load(path)
+    overrides = OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)
+    task = saved_task(saved)
+    if any(override.key_or_group == "task" for override in overrides) and cfg.task_name != task:
+        raise ValueError(f"resume: the checkpoint's run is task={task}; this command says task={cfg.task_name}.")
+    resumed = compose("config", overrides=[f"task={task}"])
+    OmegaConf.set_struct(resumed, False)  # keeps the keys of configs saved by older versions
+    resumed = OmegaConf.merge(resumed, saved)
+    for override in overrides:
         key = override.key_or_group
-        OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+        if key != "task":
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    OmegaConf.set_struct(resumed, True)
     return resumed
 
 

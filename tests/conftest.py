@@ -1,4 +1,5 @@
 """Shared helpers: tiny actors/critics with known weights and synthetic batches."""
+
 from __future__ import annotations
 
 import math

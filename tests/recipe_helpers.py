@@ -1,6 +1,8 @@
 """Small-budget runs of ``recipes/mujoco_awr.py``, in process (Hydra compose) or as a command."""
+
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,14 +11,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from torchrl_awr.targets import chronological_rows, filled_storage
+from torchrl_awr import builders
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
-if str(RECIPE.parent) not in sys.path:
-    sys.path.insert(0, str(RECIPE.parent))
-
-import awr_utils  # noqa: E402
 
 # 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2.
 SMALL = [
@@ -40,14 +38,24 @@ SMALL = [
 
 def compose_config(*overrides: str) -> DictConfig:
     """The recipe's config with :data:`SMALL` and then ``overrides`` applied."""
-    return awr_utils.compose_config(*SMALL, *overrides)
+    return builders.compose_config(*SMALL, *overrides)
+
+
+def load_script(path: Path):
+    """A script (a recipe or a benchmark: commands, not part of the package) as a module."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_recipe():
+    return load_script(RECIPE)
 
 
 def run_recipe(run_dir: Path, *overrides: str):
     """``mujoco_awr.run`` in this process; returns the trainer."""
-    import mujoco_awr
-
-    return mujoco_awr.run(compose_config(*overrides), Path(run_dir))
+    return load_recipe().run(compose_config(*overrides), Path(run_dir))
 
 
 def recipe_command(*overrides: str, small: bool = True) -> list[str]:
@@ -72,11 +80,11 @@ def read_csv(run_dir: Path, name: str) -> list[tuple[float, float]]:
     return [tuple(map(float, line.split(","))) for line in path.read_text().splitlines()]
 
 
-def assert_time_ordered(replay_buffer) -> None:
-    """Each storage column, read oldest first, is one env's trajectory: s_{t+1} = s'_t unless done."""
-    data = filled_storage(replay_buffer)[chronological_rows(replay_buffer)]
-    continues = ~data["next", "done"][:-1].squeeze(-1)
-    same = (data["observation"][1:] == data["next", "observation"][:-1]).all(-1)
+def assert_time_ordered(store) -> None:
+    """Each env's steps, read oldest first, are one trajectory: s_{t+1} = s'_t unless done."""
+    data = store.chronological()  # [n_envs, T]
+    continues = ~data["next", "done"][:, :-1].squeeze(-1)
+    same = (data["observation"][:, 1:] == data["next", "observation"][:, :-1]).all(-1)
     broken = (continues & ~same).nonzero().tolist()
     assert not broken, f"{len(broken)} (time, env) steps do not continue their trajectory: {broken[:5]}"
 

@@ -1,4 +1,5 @@
 """The benchmark harnesses work: throughput in smoke mode, learning runs resume and aggregate."""
+
 import json
 import subprocess
 import sys
@@ -6,24 +7,43 @@ from pathlib import Path
 
 import pytest
 
+from recipe_helpers import SMALL as RECIPE_SMALL
+from recipe_helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+learning = load_script(ROOT / "benchmarks" / "learning.py")
 
-import learning  # noqa: E402
-
+# The recipe tests' small run, evaluated and checkpointed every iteration, eager.
 SMALL = [
-    "collector.frames_per_batch=256", "collector.type=single", "env.num_envs=4", "buffer.size=2048", "train.critic_steps=4",
-    "train.actor_steps=8", "train.batch_size=64", "eval.episodes=2", "eval.num_envs=2",
-    "eval.interval=1", "checkpoint.interval=1", "train.compile=false",
+    *(
+        o
+        for o in RECIPE_SMALL
+        if not o.startswith(
+            ("task=", "device=", "collector.total_frames=", "progress=", "eval.interval=", "checkpoint.interval=")
+        )
+    ),
+    "eval.interval=1",
+    "checkpoint.interval=1",
+    "train.compile=false",
 ]
 
 
 def test_throughput_smoke(tmp_path):
     out = tmp_path / "result.json"
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--smoke", "--out", str(out),
-         "--run-dir", str(tmp_path / "run")],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--smoke",
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = json.loads(out.read_text())
     assert result["task"] == "Hopper-v5" and result["frames"] == 256
@@ -47,8 +67,20 @@ def test_interpolate():
 
 def test_learning_runs_resume_and_report(tmp_path):
     overrides = [arg for o in SMALL for arg in ("--override", o)]
-    command = [sys.executable, str(ROOT / "benchmarks" / "learning.py"), "run", "--tasks", "hopper",
-               "--seeds", "0", "--jobs", "1", "--root", str(tmp_path), *overrides]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "learning.py"),
+        "run",
+        "--tasks",
+        "hopper",
+        "--seeds",
+        "0",
+        "--jobs",
+        "1",
+        "--root",
+        str(tmp_path),
+        *overrides,
+    ]
     first = subprocess.run([*command, "--frames", "512"], capture_output=True, text=True, timeout=300)
     assert "hopper seed 0: exit 0" in first.stdout, first.stdout + first.stderr
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 512
@@ -56,7 +88,9 @@ def test_learning_runs_resume_and_report(tmp_path):
     assert "already at 512 samples" in again.stdout
     longer = subprocess.run(
         [*command, "--frames", "768", "--figure", str(tmp_path / "fig.png")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert "exit 0" in longer.stdout, longer.stdout + longer.stderr
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768  # resumed, not restarted
@@ -66,7 +100,9 @@ def test_learning_runs_resume_and_report(tmp_path):
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)
     assert exported == learning.report(tmp_path, ["hopper"], [0], None)
-    assert learning.takeoff(tmp_path / "exported", ["hopper"], [0], 2000) == learning.takeoff(tmp_path, ["hopper"], [0], 2000)
+    assert learning.takeoff(tmp_path / "exported", ["hopper"], [0], 2000) == learning.takeoff(
+        tmp_path, ["hopper"], [0], 2000
+    )
     # The last checkpoint re-evaluated with both policies.
     table = learning.evaluate(tmp_path, ["hopper"], [0], episodes=2).splitlines()
     assert len(table) == 3 and table[2].startswith("| hopper | 0 | 768 | ")
@@ -77,22 +113,34 @@ def test_learning_runs_resume_and_report(tmp_path):
     assert (at_limit == "2 / 2") == (float(deterministic_length) == 1000)
     # Overrides rebuild the models as the runs were launched: a wider observation cannot load.
     with pytest.raises(RuntimeError, match="size mismatch"):
-        learning.evaluate(tmp_path, ["hopper"], [0], episodes=2,
-                          overrides=["+task.env_kwargs.exclude_current_positions_from_observation=false"])
+        learning.evaluate(
+            tmp_path,
+            ["hopper"],
+            [0],
+            episodes=2,
+            overrides=["+env.kwargs.exclude_current_positions_from_observation=false"],
+        )
 
 
 def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
-    from recipe_helpers import SMALL as RECIPE_SMALL
     from recipe_helpers import run_recipe
 
-    import observation_outliers
-
+    observation_outliers = load_script(ROOT / "benchmarks" / "observation_outliers.py")
     run_recipe(tmp_path, "checkpoint.save_buffer=true", "train.compile=false")
     overrides = [o for o in RECIPE_SMALL if not o.startswith(("task=", "progress="))]
-    observation_outliers.main([
-        "--task", "hopper", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--iterations", "2",
-        "--threshold", "0", *[arg for o in overrides for arg in ("--override", o)],
-    ])
+    observation_outliers.main(
+        [
+            "--task",
+            "hopper",
+            "--checkpoint",
+            str(tmp_path / "checkpoint.pt"),
+            "--iterations",
+            "2",
+            "--threshold",
+            "0",
+            *[arg for o in overrides for arg in ("--override", o)],
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("iteration 4: ") and "of 11 dims on the std floor" in lines[0]
     assert [line.split(":")[0] for line in lines[1:]] == ["iteration 5", "iteration 6"]
@@ -102,13 +150,20 @@ def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
 def test_step_costs_reports_every_measure(capsys):
     import re
 
-    import step_costs
-
+    step_costs = load_script(ROOT / "benchmarks" / "step_costs.py")
     step_costs.main()
     out = capsys.readouterr().out
     numbers = [float(x) for x in re.findall(r"(\d+\.\d+) ms", out)]
     assert len(numbers) == 9 and all(x > 0 for x in numbers)
-    for label in ("keep_info=True", "keep_info=False", "GymWrapper", "no TorchRL", "guards checked", "fused forward", "steps per graph call"):
+    for label in (
+        "keep_info=True",
+        "keep_info=False",
+        "GymWrapper",
+        "no TorchRL",
+        "guards checked",
+        "fused forward",
+        "steps per graph call",
+    ):
         assert label in out
 
 
@@ -124,5 +179,6 @@ def test_takeoff_names_each_runs_first_evaluation_over_the_threshold(tmp_path):
     rows = learning.takeoff(tmp_path, ["hopper"], [0, 1, 2], 2000, early=200).splitlines()
     assert rows[0].count("|") == rows[1].count("|") == rows[2].count("|") == 9
     assert rows[2:] == [
-        "| hopper | 0 | 200 | 1200 | 300 | – | 0.40 | – |", "| hopper | 1 | never | 500 | 300 | 1000 | – | – |",
+        "| hopper | 0 | 200 | 1200 | 300 | – | 0.40 | – |",
+        "| hopper | 1 | never | 500 | 300 | 1000 | – | – |",
     ]

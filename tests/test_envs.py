@@ -1,20 +1,18 @@
 """make_env / GymnasiumBatchEnv: batched gymnasium tasks, their gym.make kwargs, and the presets."""
-from __future__ import annotations
 
-import sys
+from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from recipe_helpers import RECIPE, compose_config
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
+from torchrl_awr.builders import env_maker
 from torchrl_awr.envs import GymnasiumBatchEnv, make_env
 
-sys.path.insert(0, str(RECIPE.parent))
-from awr_utils import env_maker  # noqa: E402
+from recipe_helpers import compose_config
 
 
 def observation_size(env) -> int:
@@ -42,7 +40,7 @@ def test_ant_and_humanoid_presets_hide_contact_forces(task, size):
     cfg = compose_config(f"task={task}")
     assert cfg.env.kwargs == {"include_cfrc_ext_in_observation": False}
     assert observation_size(env_maker(cfg)()) == size
-    shown = compose_config(f"task={task}", "task.env_kwargs.include_cfrc_ext_in_observation=true")
+    shown = compose_config(f"task={task}", "env.kwargs.include_cfrc_ext_in_observation=true")
     assert observation_size(env_maker(shown)()) > size
 
 

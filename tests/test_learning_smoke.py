@@ -1,4 +1,5 @@
 """AWR must clearly learn a small task: a broken loss, sign or target fails this."""
+
 from recipe_helpers import read_csv, run_recipe
 
 # A uniformly random policy scores about 5-10 on InvertedPendulum-v5 (1000 is the maximum).

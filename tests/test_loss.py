@@ -1,4 +1,5 @@
 """Unit tests of :class:`torchrl_awr.AWRLoss` against hand-computed references."""
+
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,14 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import TD0Estimator
 
+from torchrl_awr import (
+    AWRLoss,
+    NonFiniteLossInputError,
+    ObservationNormalizer,
+    make_awr_actor,
+    make_awr_critic,
+)
+
 from conftest import (
     ACT_DIM,
     OBS_DIM,
@@ -22,13 +31,6 @@ from conftest import (
     linear_gaussian_actor,
     output_layer,
     trajectory_batch,
-)
-from torchrl_awr import (
-    AWRLoss,
-    NonFiniteLossInputError,
-    ObservationNormalizer,
-    make_awr_actor,
-    make_awr_critic,
 )
 
 # A 3-sample batch for the hand-checked cases. With box_spec() (centre (0, 2), half-range
@@ -318,17 +320,13 @@ def test_value_estimators_match_reference(value_type, hyperparams, kind, gamma, 
     close(out["loss_critic"], (value - ref_target).pow(2).mean(), atol=1e-5)
     close(out["weight_mean"], weight.mean())
     close(out["advantage_mean"], ref_adv.mean())
-    assert out["weight_clip_fraction"].item() == pytest.approx(
-        (torch.exp(ref_adv / 1.5) > 3.0).double().mean().item()
-    )
+    assert out["weight_clip_fraction"].item() == pytest.approx((torch.exp(ref_adv / 1.5) > 3.0).double().mean().item())
 
 
 def test_estimators_really_differ_on_the_test_batch():
     """Guards the reference test: each estimator gives different targets on the batch."""
     data = trajectory_batch()
-    targets = [
-        reference_targets(data, kind, 0.99, 0.95)[1] for kind in ("TD0", "TD1", "TDLambda", "GAE")
-    ]
+    targets = [reference_targets(data, kind, 0.99, 0.95)[1] for kind in ("TD0", "TD1", "TDLambda", "GAE")]
     for i in range(len(targets)):
         for j in range(i):
             assert not torch.allclose(targets[i], targets[j], atol=1e-3)
@@ -422,9 +420,7 @@ def test_set_keys_reach_the_value_estimator(estimator_first):
     assert "v" in estimated.keys() and "state_value" not in estimated.keys()
 
 
-@pytest.mark.parametrize(
-    "drop", ["action", ("next", "reward"), ("next", "done"), ("next", "terminated")]
-)
+@pytest.mark.parametrize("drop", ["action", ("next", "reward"), ("next", "done"), ("next", "terminated")])
 def test_missing_key_raises_key_error_naming_it(drop):
     loss = AWRLoss(linear_gaussian_actor(W3, B3), linear_critic())
     data = trajectory_batch()

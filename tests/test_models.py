@@ -1,4 +1,5 @@
 """Unit tests of the original AWR networks in :mod:`torchrl_awr.models`."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,6 @@ from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from conftest import OBS_DIM, box_spec, output_layer
 from torchrl_awr import (
     AWRLoss,
     GaussianSampler,
@@ -21,6 +21,8 @@ from torchrl_awr import (
     make_collection_policy,
 )
 from torchrl_awr.models import GaussianHead, ValueScale, make_mlp
+
+from conftest import OBS_DIM, box_spec, output_layer
 
 # ------------------------------------------------------------------ ObservationNormalizer
 
@@ -189,9 +191,7 @@ def test_learn_std_makes_log_std_a_parameter():
 
 
 def test_gaussian_head_maps_normalised_mean_to_env_units():
-    head = GaussianHead(
-        torch.tensor([-2.0, 0.0, -math.inf]), torch.tensor([2.0, 1.0, math.inf]), 0.5, False
-    )
+    head = GaussianHead(torch.tensor([-2.0, 0.0, -math.inf]), torch.tensor([2.0, 1.0, math.inf]), 0.5, False)
     loc, scale = head(torch.tensor([[0.5, -1.0, 3.0]]))
     torch.testing.assert_close(loc, torch.tensor([[1.0, 0.0, 3.0]]))
     torch.testing.assert_close(scale, torch.tensor([[1.0, 0.25, 0.5]]))
@@ -229,7 +229,11 @@ def test_collection_policy_samples_the_actors_gaussian(learn_std):
     actor = make_awr_actor(OBS_DIM, box_spec(), hidden_sizes=(8,), init_output_scale=1.0, learn_std=learn_std)
     policy = make_collection_policy(actor)
     assert isinstance(policy, GaussianSampler)
-    assert (policy.in_keys, policy.out_keys) == (["observation"], ["loc", "scale", "action"]) == (actor.in_keys, actor.out_keys)
+    assert (
+        (policy.in_keys, policy.out_keys)
+        == (["observation"], ["loc", "scale", "action"])
+        == (actor.in_keys, actor.out_keys)
+    )
     # The same parameters, not copies: the trainer's updates reach the collector.
     assert {id(p) for p in policy.parameters()} == {id(p) for p in actor.parameters()}
     data = _obs(5)
@@ -264,9 +268,7 @@ def test_collection_policy_is_the_actor_for_other_distributions(distribution, sp
 
 def test_tanh_normal_actions_stay_in_bounds():
     spec = box_spec(low=(-1.0, 0.0), high=(1.0, 4.0))
-    actor = make_awr_actor(
-        OBS_DIM, spec, hidden_sizes=(8,), distribution="tanh_normal", init_output_scale=3.0
-    )
+    actor = make_awr_actor(OBS_DIM, spec, hidden_sizes=(8,), distribution="tanh_normal", init_output_scale=3.0)
     for exploration in (ExplorationType.RANDOM, ExplorationType.DETERMINISTIC):
         with set_exploration_type(exploration):
             action = actor(_obs(64))["action"]
@@ -316,9 +318,7 @@ def test_obs_key_and_device_arguments():
 def test_critic_output_is_value_scale_times_mlp(value_scale):
     norm = ObservationNormalizer(OBS_DIM, max_samples=20)
     norm.update(torch.randn(20, OBS_DIM) * 3 + 2)
-    critic = make_awr_critic(
-        OBS_DIM, normalizer=norm, hidden_sizes=(16, 8), value_scale=value_scale
-    )
+    critic = make_awr_critic(OBS_DIM, normalizer=norm, hidden_sizes=(16, 8), value_scale=value_scale)
     net = critic.module
     scale = next(m for m in critic.modules() if isinstance(m, ValueScale))
     assert scale.scale == value_scale
@@ -359,13 +359,25 @@ def test_checkpoints_with_batched_bounds_still_load():
     """Early checkpoints stored the action bounds as [1, A]; they load into today's [A]."""
     spec = Bounded(-2.0, 2.0, shape=(3,))
     actor = make_awr_actor(4, spec, hidden_sizes=(8,))
-    loss = AWRLoss(actor, make_awr_critic(4, hidden_sizes=(8,)), action_bound_coeff=10.0,
-                   action_low=spec.low, action_high=spec.high)
-    legacy = {key: (value.unsqueeze(0) if key.endswith(("center", "half_range", "log_std")) else value)
-              for key, value in loss.state_dict().items()}
+    loss = AWRLoss(
+        actor,
+        make_awr_critic(4, hidden_sizes=(8,)),
+        action_bound_coeff=10.0,
+        action_low=spec.low,
+        action_high=spec.high,
+    )
+    legacy = {
+        key: (value.unsqueeze(0) if key.endswith(("center", "half_range", "log_std")) else value)
+        for key, value in loss.state_dict().items()
+    }
     assert legacy["action_center"].shape == (1, 3)
-    fresh = AWRLoss(make_awr_actor(4, spec, hidden_sizes=(8,)), make_awr_critic(4, hidden_sizes=(8,)),
-                    action_bound_coeff=10.0, action_low=spec.low, action_high=spec.high)
+    fresh = AWRLoss(
+        make_awr_actor(4, spec, hidden_sizes=(8,)),
+        make_awr_critic(4, hidden_sizes=(8,)),
+        action_bound_coeff=10.0,
+        action_low=spec.low,
+        action_high=spec.high,
+    )
     fresh.load_state_dict(legacy)
     for key, value in fresh.state_dict().items():
         torch.testing.assert_close(value, loss.state_dict()[key])

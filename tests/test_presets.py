@@ -1,4 +1,5 @@
 """Every task preset completes a short run; its settings are the original's or named departures."""
+
 from pathlib import Path
 
 import pytest
@@ -6,9 +7,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchrl.modules import IndependentNormal, OneHotCategorical
 
+from torchrl_awr import builders, make_awr_actor
+
 from conftest import box_spec
 from recipe_helpers import compose_config, read_csv, run_recipe
-from torchrl_awr import make_awr_actor
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config" / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
@@ -45,18 +47,18 @@ def test_presets_cover_the_original_benchmark():
 
 
 def test_some_presets_narrow_the_std_the_others_keep_it_fixed():
-    import awr_utils
-
     for task in PRESETS:
         model = compose_config(f"task={task}").model
         schedule = (model.action_std_end, model.action_std_anneal_start, model.action_std_anneal_frames)
         assert schedule == NARROWING_STD.get(task, (None, 0, 1_000_000)), task
     restored = compose_config("task=hopper", "model.action_std_end=null")
     assert restored.model.action_std_end is None
-    assert awr_utils.make_std_schedule(restored, None) is None
+    assert builders.make_std_schedule(restored, None) is None
     hopper_actor = make_awr_actor(11, box_spec(low=(-1.0,) * 3, high=(1.0,) * 3))
-    schedule = awr_utils.make_std_schedule(compose_config("task=hopper"), hopper_actor)
-    assert [schedule.std_at(f) for f in (0, 500_000, 750_000, 1_000_000, 2_000_000)] == pytest.approx([0.4, 0.4, 0.3, 0.2, 0.2])
+    schedule = builders.make_std_schedule(compose_config("task=hopper"), hopper_actor)
+    assert [schedule.std_at(f) for f in (0, 500_000, 750_000, 1_000_000, 2_000_000)] == pytest.approx(
+        [0.4, 0.4, 0.3, 0.2, 0.2]
+    )
 
 
 def test_hopper_alone_departs_from_the_original_discount():
@@ -64,7 +66,7 @@ def test_hopper_alone_departs_from_the_original_discount():
         expected = 0.9925 if task == "hopper" else 0.99
         assert compose_config(f"task={task}").loss.gamma == pytest.approx(expected), task
     assert compose_config("task=hopper", "loss.gamma=0.99").loss.gamma == pytest.approx(0.99)
-    assert compose_config("task=walker2d", "task.gamma=0.995").loss.gamma == pytest.approx(0.995)
+    assert compose_config("task=walker2d", "loss.gamma=0.995").loss.gamma == pytest.approx(0.995)
 
 
 def test_default_task_is_halfcheetah_with_original_numbers():

@@ -1,4 +1,5 @@
 """The README's AWRLoss example runs as written."""
+
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -21,9 +22,21 @@ def test_readme_loss_example_trains(capsys):
     assert 0 < losses["weight_ess"] <= 1
 
 
+def test_readme_trainer_example_trains(capsys):
+    namespace: dict = {}
+    exec(compile(readme_example("trainer"), str(README), "exec"), namespace)
+    trainer = namespace["trainer"]
+    assert trainer.frames == 1024 and trainer.iteration == 4
+    assert capsys.readouterr().out.strip().startswith("1024 samples, last loss_actor ")
+    assert trainer.store.chronological().shape == (1, 1024)
+
+
 def test_readme_install_commands_match_ci():
     ci = (README.parent / ".ci" / "run").read_text()
     text = README.read_text()
-    for command in ('pip install torch==2.13.0 -e ".[test]"', "python -m pytest -q"):
+    for command in (
+        'pip install torch==2.13.0 -e ".[test]"',
+        "python -m pytest -q",
+        "ruff check . && ruff format --check .",
+    ):
         assert command in text and command in ci, command
-

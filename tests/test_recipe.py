@@ -1,4 +1,5 @@
 """The Hydra recipe end to end: logs, checkpoints, resume, collectors, storages, bad input, Ctrl-C."""
+
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +17,11 @@ import torch
 from torch.distributions import Categorical
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
+from torchrl_awr import builders
+from torchrl_awr.checkpoint import CheckpointError, buffer_dir, load_checkpoint
+from torchrl_awr.trainer import AWRTrainer
+
 from recipe_helpers import (
-    RECIPE,
     actor_matches_batch,
     assert_time_ordered,
     read_csv,
@@ -26,13 +29,6 @@ from recipe_helpers import (
     run_command,
     run_recipe,
 )
-from torchrl_awr.checkpoint import buffer_dir, load_checkpoint
-from torchrl_awr.targets import chronological_rows, filled_storage
-from torchrl_awr.trainer import AWRTrainer
-
-sys.path.insert(0, str(RECIPE.parent))
-import awr_utils  # noqa: E402
-import mujoco_awr  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -60,10 +56,25 @@ def test_run_writes_logs(trained_run):
     evals = read_csv(run_dir, "eval/return_mean")
     assert [step for step, _ in evals] == [512, 1024]  # eval.interval=2
     assert all(math.isfinite(value) for _, value in evals)
-    for name in ("loss_actor", "loss_critic", "loss_action_bound", "weight_mean", "weight_max",
-                 "weight_ess", "weight_clip_fraction", "advantage_raw_std", "explained_variance",
-                 "buffer_size", "normalizer_samples", "wall_time", "time/collect", "time/targets",
-                 "time/critic", "time/actor", "time/buffer"):
+    for name in (
+        "loss_actor",
+        "loss_critic",
+        "loss_action_bound",
+        "weight_mean",
+        "weight_max",
+        "weight_ess",
+        "weight_clip_fraction",
+        "advantage_raw_std",
+        "explained_variance",
+        "buffer_size",
+        "normalizer_samples",
+        "wall_time",
+        "time/collect",
+        "time/targets",
+        "time/critic",
+        "time/actor",
+        "time/buffer",
+    ):
         rows = read_csv(run_dir, name)
         assert len(rows) == 4, name
         assert all(math.isfinite(value) for _, value in rows), name
@@ -73,14 +84,13 @@ def test_run_writes_logs(trained_run):
     assert 0 < read_csv(run_dir, "weight_mean")[-1][1] <= 20  # clipped at max_weight
     wall = [value for _, value in read_csv(run_dir, "wall_time")]
     assert wall == sorted(wall) and wall[0] > 0
-    assert_time_ordered(trainer.replay_buffer)
+    assert_time_ordered(trainer.store)
 
 
 def test_run_writes_checkpoint_plot_and_config(trained_run):
     run_dir, trainer = trained_run
     state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    for key in ("loss_module", "actor_optimizer", "critic_optimizer", "counters", "rng", "generator",
-                "config", "version"):
+    for key in ("loss_module", "actor_optimizer", "critic_optimizer", "counters", "rng", "store", "config", "version"):
         assert key in state, key
     assert state["counters"]["frames"] == 1024 and state["counters"]["iteration"] == 4
     assert "eval/return_mean" in state["counters"]["last_eval"]
@@ -96,7 +106,7 @@ def test_run_writes_checkpoint_plot_and_config(trained_run):
     png = run_dir / "learning_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
     saved = (run_dir / "config.yaml").read_text()
-    assert "env_name: Hopper-v5" in saved and "total_frames: 1024" in saved
+    assert "name: Hopper-v5" in saved and "total_frames: 1024" in saved
 
 
 def test_resume_continues_counters(trained_run, tmp_path):
@@ -141,7 +151,7 @@ def test_resume_restores_buffer(trained_run, tmp_path):
     stored = trainer.replay_buffer.storage._storage[:rows]
     torch.testing.assert_close(stored["observation"], saved.storage._storage[:rows]["observation"])
     torch.testing.assert_close(stored["action"], saved.storage._storage[:rows]["action"])
-    assert_time_ordered(trainer.replay_buffer)
+    assert_time_ordered(trainer.store)
     load_checkpoint(run_dir / "checkpoint.pt", replay_buffer=saved)
     assert len(saved) == 1536
 
@@ -153,14 +163,12 @@ def test_command_line_run_and_resume(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "checkpoint.pt").is_file() and (out / "learning_curve.png").is_file()
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512]
-    result = run_command(
-        tmp_path, f"resume={out / 'checkpoint.pt'}", "collector.total_frames=768", small=False
-    )
+    result = run_command(tmp_path, f"resume={out / 'checkpoint.pt'}", "collector.total_frames=768", small=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512, 768]
     assert load_checkpoint(out / "checkpoint.pt")["counters"]["iteration"] == 3
     saved = (out / "config.yaml").read_text()
-    assert "env_name: Hopper-v5" in saved and "total_frames: 768" in saved and "num_envs: 4" in saved
+    assert "name: Hopper-v5" in saved and "total_frames: 768" in saved and "num_envs: 4" in saved
 
 
 # ---------------------------------------------------------------- collectors and storages
@@ -175,27 +183,25 @@ class ProbedTrainer(AWRTrainer):
         super().__init__(**kwargs)
         self.initial_actor = copy.deepcopy(self.loss_module.actor_network)
 
-    def _iterate(self, batch):
+    def _iterate(self, batch, timer):
         ProbedTrainer.gaps.append(actor_matches_batch(self.loss_module.actor_network, batch))
         ProbedTrainer.stale_gaps.append(actor_matches_batch(self.initial_actor, batch))
-        return super()._iterate(batch)
+        return super()._iterate(batch, timer)
 
 
 @pytest.fixture
 def probed(monkeypatch):
     ProbedTrainer.gaps, ProbedTrainer.stale_gaps = [], []
-    monkeypatch.setattr(awr_utils, "AWRTrainer", ProbedTrainer)
+    monkeypatch.setattr(builders, "AWRTrainer", ProbedTrainer)
     return ProbedTrainer
 
 
 def test_multi_sync_collector(tmp_path, probed):
-    trainer = run_recipe(
-        tmp_path / "run", "collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2"
-    )
+    trainer = run_recipe(tmp_path / "run", "collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2")
     assert trainer.frames == 1024
     assert math.isfinite(trainer.last_eval["eval/return_mean"])
     assert trainer.replay_buffer.storage._storage.shape[:2] == (512, 4)  # [T, workers * envs]
-    assert_time_ordered(trainer.replay_buffer)
+    assert_time_ordered(trainer.store)
     # Every batch was collected with the weights (and normaliser) the trainer had at that time,
     # not with the initial ones.
     assert len(probed.gaps) == 4 and max(probed.gaps) < 1e-5, probed.gaps
@@ -203,15 +209,13 @@ def test_multi_sync_collector(tmp_path, probed):
 
 
 def test_multi_async_collector(tmp_path):
-    trainer = run_recipe(
-        tmp_path / "run", "collector.type=multi_async", "collector.num_workers=2", "eval.interval=0"
-    )
+    trainer = run_recipe(tmp_path / "run", "collector.type=multi_async", "collector.num_workers=2", "eval.interval=0")
     assert trainer.frames >= 1024
     assert not trainer.contiguous_batches
     # Consecutive batches of a column come from different workers: each batch ends done there.
-    assert_time_ordered(trainer.replay_buffer)
-    done = filled_storage(trainer.replay_buffer)["next", "done"][chronological_rows(trainer.replay_buffer)]
-    assert done[63::64].all()
+    assert_time_ordered(trainer.store)
+    done = trainer.store.chronological()["next", "done"]  # [n_envs, T, 1]
+    assert done[:, 63::64].all()
 
 
 def test_memmap_storage(tmp_path):
@@ -222,7 +226,7 @@ def test_memmap_storage(tmp_path):
     files = list((run_dir / "buffer").rglob("*.memmap"))
     assert any(f.name == "observation.memmap" for f in files), files
     assert all(f.stat().st_size > 0 for f in files)
-    assert_time_ordered(trainer.replay_buffer)
+    assert_time_ordered(trainer.store)
 
 
 def test_discrete_lunarlander(tmp_path):
@@ -272,9 +276,12 @@ BAD_COMMANDS = {
     "unknown task": (["task=nope"], r"Could not find 'task/nope'.*hopper.*lunarlander"),
     "unknown key": (["foo=1"], r"Could not override 'foo'"),
     "unknown env": (["env.name=NoSuchEnv-v0"], r"error: Unknown gymnasium environment 'NoSuchEnv-v0'"),
-    "zero frames": (["collector.total_frames=0"], r"error: These settings must be > 0: collector.total_frames=0"),
+    "zero frames": (
+        ["collector.total_frames=0"],
+        r"error: Invalid trainer settings: collector.total_frames=0 \(must be > 0\)",
+    ),
     "bad env kwarg": (
-        ["+task.env_kwargs.no_such_arg=1"],
+        ["+env.kwargs.no_such_arg=1"],
         r"error: Hopper-v5 does not accept the env kwargs \{'no_such_arg': 1\}: .*no_such_arg",
     ),
 }
@@ -302,8 +309,9 @@ def bad_runs(tmp_path_factory):
     unwritable = tmp_path_factory.mktemp("bad")
     launched["unwritable dir"] = (unwritable, [f"output_dir={not_a_directory(unwritable)}"])
     processes = {
-        case: subprocess.Popen(recipe_command(*overrides), cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+        case: subprocess.Popen(
+            recipe_command(*overrides), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for case, (cwd, overrides) in launched.items()
     }
     results = {}
@@ -349,10 +357,11 @@ def test_unwritable_output_dir(bad_runs):
 @pytest.mark.parametrize("case", BAD_SETTINGS)
 def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
     """Rejected before the run directory or any environment is made."""
+
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was built before the config was checked")
 
-    monkeypatch.setattr(awr_utils, "make_env", no_env)
+    monkeypatch.setattr(builders, "make_env", no_env)
     overrides, message = BAD_SETTINGS[case]
     with pytest.raises(ValueError, match=message):
         run_recipe(tmp_path / "run", *overrides)
@@ -360,10 +369,10 @@ def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
 
 
 def test_corrupt_checkpoint_fails_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(awr_utils, "make_env", None)
-    with pytest.raises(mujoco_awr.CheckpointError, match="corrupt or unreadable"):
+    monkeypatch.setattr(builders, "make_env", None)
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         run_recipe(tmp_path / "run", f"resume={garbage_checkpoint(tmp_path)}")
-    with pytest.raises(mujoco_awr.CheckpointError, match="No checkpoint at"):
+    with pytest.raises(CheckpointError, match="No checkpoint at"):
         run_recipe(tmp_path / "run", f"resume={tmp_path / 'missing.pt'}")
 
 
@@ -371,8 +380,9 @@ def test_corrupt_checkpoint_fails_before_any_work(tmp_path, monkeypatch):
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        recipe_command("collector.total_frames=10000000", "checkpoint.interval=1000", "eval.interval=0",
-                       f"output_dir={out}"),
+        recipe_command(
+            "collector.total_frames=10000000", "checkpoint.interval=1000", "eval.interval=0", f"output_dir={out}"
+        ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -429,13 +439,11 @@ def test_missing_logger_package_is_named(tmp_path, monkeypatch):
 
 
 def test_overlapped_collection_with_one_async_worker(tmp_path):
-    trainer = run_recipe(
-        tmp_path / "run", "collector.type=multi_async", "collector.num_workers=1", "eval.interval=0"
-    )
+    trainer = run_recipe(tmp_path / "run", "collector.type=multi_async", "collector.num_workers=1", "eval.interval=0")
     assert trainer.frames >= 1024 and trainer.contiguous_batches
-    assert_time_ordered(trainer.replay_buffer)
-    done = filled_storage(trainer.replay_buffer)["next", "done"][chronological_rows(trainer.replay_buffer)]
-    assert not done[63::64].all()  # batch ends are not forced to be cuts
+    assert_time_ordered(trainer.store)
+    done = trainer.store.chronological()["next", "done"]  # [n_envs, T, 1]
+    assert not done[:, 63::64].all()  # batch ends are not forced to be cuts
 
 
 def test_missing_mujoco_is_named_before_any_work(tmp_path, monkeypatch):

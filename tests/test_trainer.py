@@ -1,4 +1,5 @@
 """AWRTrainer with user-supplied TorchRL components, and its minibatch schedule."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,39 +10,12 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
 from torchrl_awr.envs import make_env
 from torchrl_awr.evaluation import Evaluator
-from torchrl_awr.targets import filled_storage
-from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, epoch_indices
+from torchrl_awr.store import ShuffledPassSampler
+from torchrl_awr.targets import td_lambda_returns
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, PhaseTimer
 from torchrl_awr.updates import UpdateStep
 
 ENV = "InvertedPendulum-v5"
-
-
-# ---------------------------------------------------------------- epoch_indices
-@pytest.mark.parametrize("num_items,num_batches,batch_size", [(10, 7, 4), (12, 3, 4), (5, 4, 5), (9, 2, 2)])
-def test_epoch_indices_are_consecutive_permutations(num_items, num_batches, batch_size):
-    indices = epoch_indices(num_items, num_batches, batch_size, torch.Generator().manual_seed(0), "cpu")
-    assert indices.shape == (num_batches, batch_size)
-    assert indices.dtype == torch.long
-    flat = indices.reshape(-1)
-    full_passes, rest = divmod(flat.numel(), num_items)
-    for p in range(full_passes):
-        assert sorted(flat[p * num_items : (p + 1) * num_items].tolist()) == list(range(num_items))
-    tail = flat[full_passes * num_items :].tolist()
-    assert len(set(tail)) == len(tail) == rest  # a partial pass repeats nothing
-
-
-def test_epoch_indices_reshuffle_between_passes_and_are_seeded():
-    g = torch.Generator().manual_seed(1)
-    flat = epoch_indices(50, 10, 20, g, "cpu").reshape(-1)  # 4 passes over 50 items
-    passes = flat.view(4, 50)
-    assert all(not torch.equal(passes[0], passes[i]) for i in range(1, 4))
-    assert not torch.equal(passes[0], torch.arange(50))
-    same = epoch_indices(50, 10, 20, torch.Generator().manual_seed(1), "cpu")
-    torch.testing.assert_close(same.reshape(-1), flat)
-    other = epoch_indices(50, 10, 20, torch.Generator().manual_seed(2), "cpu")
-    assert not torch.equal(other.reshape(-1), flat)
-    # The generator advances: the next call gives a new order.
-    assert not torch.equal(epoch_indices(50, 10, 20, g, "cpu").reshape(-1), flat)
 
 
 # ---------------------------------------------------------------- Python API
@@ -56,10 +30,18 @@ def build(num_envs=2, frames_per_batch=64, buffer_size=256, ndim=2, batch_size=3
     collector = Collector(
         env, actor, frames_per_batch=frames_per_batch, total_frames=-1, auto_register_policy_transforms=False
     )
-    replay_buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(buffer_size, ndim=ndim))
+    replay_buffer = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(buffer_size, ndim=ndim), sampler=ShuffledPassSampler(seed=seed)
+    )
     loss = AWRLoss(actor, critic)
-    settings = dict(total_frames=4 * frames_per_batch, critic_steps=64, actor_steps=128,
-                    batch_size=batch_size, eval_interval=0, checkpoint_interval=0)
+    settings = dict(
+        total_frames=4 * frames_per_batch,
+        critic_steps=64,
+        actor_steps=128,
+        batch_size=batch_size,
+        eval_interval=0,
+        checkpoint_interval=0,
+    )
     settings.update(config)
     return AWRTrainer(
         collector=collector,
@@ -69,7 +51,6 @@ def build(num_envs=2, frames_per_batch=64, buffer_size=256, ndim=2, batch_size=3
         critic_optimizer=torch.optim.Adam(critic.parameters(), lr=1e-3),
         config=AWRTrainerConfig(**settings),
         normalizer=normalizer,
-        seed=seed,
         progress=False,
     )
 
@@ -156,21 +137,23 @@ def test_skipping_guards_within_a_phase_changes_nothing(monkeypatch):
 def test_minibatches_are_one_tensor_per_key_from_the_buffer():
     trainer = build()
     try:
-        trainer._iterate(next(iter(trainer.collector)))
+        trainer._iterate(next(iter(trainer.collector)), PhaseTimer())
         keys = trainer._actor_step.keys
         # Each chunk is gathered into reused buffers: copy it before asking for the next.
-        chunks = [tuple(t.clone() for t in chunk) for chunk in trainer._minibatches(keys, 40)]
+        chunks = [tuple(t.clone() for t in chunk) for chunk in trainer.store.minibatches(keys, 40)]
     finally:
         trainer.collector.shutdown()
     assert [chunk[0].shape[:2] for chunk in chunks] == [(16, 32), (16, 32), (8, 32)]
     minibatches = [step for chunk in chunks for step in zip(*(t.unbind(0) for t in chunk))]
     assert len(minibatches) == 40
-    stored = filled_storage(trainer.replay_buffer).reshape(-1)
+    stored = trainer.store.chronological().reshape(-1)
     assert keys == ["observation", "action", "advantage"] and stored.shape[0] == 64
 
     def rows(*columns):  # each sample's keys, joined, so a misaligned column would not match
-        return {tuple(torch.cat([c.reshape(c.shape[0], -1) for c in columns], -1)[i].tolist())
-                for i in range(columns[0].shape[0])}
+        return {
+            tuple(torch.cat([c.reshape(c.shape[0], -1) for c in columns], -1)[i].tolist())
+            for i in range(columns[0].shape[0])
+        }
 
     stored_rows = rows(*(stored.get(key) for key in keys))
     for tensors in minibatches:
@@ -182,13 +165,19 @@ def test_minibatches_are_one_tensor_per_key_from_the_buffer():
         assert rows(*pair) == stored_rows
 
 
-def test_single_env_ndim1_storage_trains():
-    trainer = build(num_envs=1, frames_per_batch=32, buffer_size=64, ndim=1, batch_size=16)
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_ndim1_storage_trains(num_envs):
+    """A flat storage holds the [time, env] grid time-major, for one env or several."""
+    trainer = build(num_envs=num_envs, frames_per_batch=32, buffer_size=64, ndim=1, batch_size=16)
     try:
         trainer.train()
     finally:
         trainer.collector.shutdown()
     assert trainer.frames == 128 and len(trainer.replay_buffer) == 64
+    data = trainer.store.chronological()  # [num_envs, T]: each env's steps continue
+    continues = ~data["next", "done"][:, :-1, 0]
+    same = (data["observation"][:, 1:] == data["next", "observation"][:, :-1]).all(-1)
+    assert (same | ~continues).all()
 
 
 def test_evaluator_runs_with_trainer():
@@ -218,7 +207,9 @@ def test_checkpoint_round_trip(tmp_path):
         for a, b in zip(parameters(trainer.loss_module), parameters(restored.loss_module)):
             torch.testing.assert_close(a, b)
         assert restored.normalizer.count.item() == 128
-        assert torch.equal(restored.generator.get_state(), trainer.generator.get_state())
+        assert torch.equal(
+            restored.replay_buffer.sampler.generator.get_state(), trainer.replay_buffer.sampler.generator.get_state()
+        )
     finally:
         restored.collector.shutdown()
 
@@ -226,16 +217,12 @@ def test_checkpoint_round_trip(tmp_path):
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="total_frames=0"):
         AWRTrainerConfig(total_frames=0).validate()
-    with pytest.raises(ValueError, match="gamma=1.5"):
-        AWRTrainerConfig(gamma=1.5).validate()
+    with pytest.raises(ValueError, match=r"collector.total_frames=-5 \(must be > 0\), train.actor_steps='x'"):
+        AWRTrainerConfig(total_frames=-5, actor_steps="x").validate(
+            names={"total_frames": "collector.total_frames", "actor_steps": "train.actor_steps"}
+        )
     with pytest.raises(ValueError, match="larger than the replay buffer"):
         build(buffer_size=16, batch_size=32)
-    trainer = build(ndim=1, buffer_size=128)  # two envs into a ndim=1 storage
-    try:
-        with pytest.raises(ValueError, match="ndim=2"):
-            trainer.train()
-    finally:
-        trainer.collector.shutdown()
 
 
 class _RecordsExploration(torch.nn.Module):
@@ -261,8 +248,7 @@ def test_evaluator_policy_mode_and_time_limit_fraction(mode):
     # A small std: the sampled actions stay close to the mean, so both modes balance.
     actor = make_awr_actor(obs_dim, env.action_spec_unbatched, hidden_sizes=(8,), action_std=0.05)
     policy = _RecordsExploration(actor)
-    evaluator = Evaluator(env, policy, num_episodes=6, max_episode_steps=5,
-                          exploration_type=ExplorationType[mode])
+    evaluator = Evaluator(env, policy, num_episodes=6, max_episode_steps=5, exploration_type=ExplorationType[mode])
     result = evaluator()
     env.close()
     assert policy.seen == {ExplorationType[mode]}
@@ -270,3 +256,62 @@ def test_evaluator_policy_mode_and_time_limit_fraction(mode):
     # sampling): every episode reaches the time limit with return 5.
     assert result["eval/return_mean"] == pytest.approx(5.0)
     assert result["eval/time_limit_fraction"] == 1.0
+
+
+def test_a_torchrl_users_pipeline_with_renamed_keys_and_own_buffer():
+    """As a TorchRL user builds it: a GymEnv whose observation is renamed, actor and critic on
+    "state", the loss's target keys renamed, a plain buffer with TorchRL's default sampler, and
+    no other argument: every key comes from the loss and its networks."""
+    from torchrl.envs import Compose, DoubleToFloat, GymEnv, RenameTransform, TransformedEnv
+
+    env = TransformedEnv(GymEnv(ENV), Compose(DoubleToFloat(), RenameTransform(["observation"], ["state"])))
+    obs_dim = env.observation_spec["state"].shape[-1]
+    actor = make_awr_actor(obs_dim, env.action_spec, hidden_sizes=(16,), obs_key="state")
+    critic = make_awr_critic(obs_dim, hidden_sizes=(16,), obs_key="state")
+    loss = AWRLoss(actor, critic)
+    loss.set_keys(advantage="adv", value_target="vt")
+    collector = Collector(env, actor, frames_per_batch=64, total_frames=-1, auto_register_policy_transforms=False)
+    trainer = AWRTrainer(
+        collector=collector,
+        replay_buffer=TensorDictReplayBuffer(storage=LazyTensorStorage(256), batch_size=32),
+        loss_module=loss,
+        actor_optimizer=torch.optim.Adam(actor.parameters(), lr=1e-3),
+        critic_optimizer=torch.optim.Adam(critic.parameters(), lr=1e-3),
+        config=AWRTrainerConfig(total_frames=192, critic_steps=64, actor_steps=128, eval_interval=0),
+        progress=False,
+    )
+    actor_before = parameters(actor)
+    try:
+        history = trainer.train()
+    finally:
+        collector.shutdown()
+    assert trainer.frames == 192 and [m["actor_steps"] for m in history] == [4, 4, 4]
+    assert all(
+        torch.isfinite(torch.tensor(m["loss_actor"])) and torch.isfinite(torch.tensor(m["loss_critic"]))
+        for m in history
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, parameters(actor)))
+    stored = trainer.store.chronological()
+    assert {"state", "adv", "vt"} <= set(stored.keys()) and "advantage" not in stored.keys()
+    assert abs(stored["adv"].mean().item()) < 1e-4  # standardized over the buffer
+
+
+def test_discount_and_lambda_come_from_the_losss_value_estimator():
+    trainer = build()
+    try:
+        assert trainer.loss_module.td_lambda_parameters() == pytest.approx((0.99, 0.95))
+        trainer.loss_module.make_value_estimator("td_lambda", gamma=0.5, lmbda=0.25)
+        trainer._iterate(next(iter(trainer.collector)), PhaseTimer())
+        data = trainer.store.chronological()
+        with torch.no_grad():
+            value = trainer.loss_module.critic_network(data.select("observation").clone())["state_value"]
+            next_value = trainer.loss_module.critic_network(data["next"].select("observation").clone())["state_value"]
+        expected = td_lambda_returns(
+            data["next", "reward"], next_value, data["next", "done"], data["next", "terminated"], gamma=0.5, lmbda=0.25
+        )
+        raw = expected - value
+        torch.testing.assert_close(
+            data["advantage"], (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-5), rtol=1e-4, atol=1e-4
+        )
+    finally:
+        trainer.collector.shutdown()

@@ -1,4 +1,5 @@
 """UpdateStep: the eager, compiled and fused-SGD steps compute torch.optim's update exactly."""
+
 from __future__ import annotations
 
 import pytest
@@ -139,8 +140,9 @@ def test_other_optimizers_get_the_compiled_loss_and_their_own_step():
     trained = []
     for compile_step in (False, True):
         module = Regression()
-        step = UpdateStep(module, module.loss, torch.optim.Adam(module.parameters(), lr=0.01), ["x", "y"],
-                          compile=compile_step)
+        step = UpdateStep(
+            module, module.loss, torch.optim.Adam(module.parameters(), lr=0.01), ["x", "y"], compile=compile_step
+        )
         assert not step.fused
         diagnostics = [step(x, y) for x, y in data]
         trained.append((list(module.parameters()), diagnostics))
@@ -181,7 +183,9 @@ def test_run_steps_through_minibatches_as_single_steps_do():
     torch.testing.assert_close(stacked, torch.stack(want_diagnostics))
     for got, want in zip(module.parameters(), want_module.parameters()):
         torch.testing.assert_close(got, want)
-        torch.testing.assert_close(optimizer.state[got]["momentum_buffer"], want_optimizer.state[want]["momentum_buffer"])
+        torch.testing.assert_close(
+            optimizer.state[got]["momentum_buffer"], want_optimizer.state[want]["momentum_buffer"]
+        )
 
 
 def test_each_step_has_its_own_graph_cache():

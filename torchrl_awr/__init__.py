@@ -1,4 +1,5 @@
 """torchrl-awr: Advantage-Weighted Regression for TorchRL."""
+
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss, NonFiniteLossInputError
 from torchrl_awr.models import (

@@ -1,4 +1,5 @@
 """Atomic checkpoints: a half-written file never replaces a good one."""
+
 from __future__ import annotations
 
 import os
@@ -80,9 +81,7 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
     except Exception as err:  # torch raises several types for truncated/corrupt files
         raise CheckpointError(f"Checkpoint {path} is corrupt or unreadable: {err}") from err
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} is not a torchrl-awr checkpoint (version {CHECKPOINT_VERSION} expected)."
-        )
+        raise CheckpointError(f"{path} is not a torchrl-awr checkpoint (version {CHECKPOINT_VERSION} expected).")
     if replay_buffer is not None:
         source = buffer_dir(path)
         if not source.is_dir():

@@ -1,4 +1,5 @@
 """Batched gymnasium environments for AWR, with input checks that fail early and clearly."""
+
 from __future__ import annotations
 
 import difflib
@@ -21,13 +22,9 @@ def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
     spec = gym.spec(env_name)
     entry = str(spec.entry_point)
     if "mujoco" in entry and importlib.util.find_spec("mujoco") is None:
-        raise ImportError(
-            f"{env_name} needs MuJoCo, which is not installed: pip install 'gymnasium[mujoco]'."
-        )
+        raise ImportError(f"{env_name} needs MuJoCo, which is not installed: pip install 'gymnasium[mujoco]'.")
     if "box2d" in entry and importlib.util.find_spec("Box2D") is None:
-        raise ImportError(
-            f"{env_name} needs Box2D, which is not installed: pip install 'gymnasium[box2d]'."
-        )
+        raise ImportError(f"{env_name} needs Box2D, which is not installed: pip install 'gymnasium[box2d]'.")
     return spec
 
 
@@ -91,9 +88,7 @@ class GymnasiumBatchEnv(EnvBase):
     def _make_specs(self, env: gym.Env, keep_info: bool) -> None:
         num_envs, device = self.batch_size[0], self.device
         if not isinstance(env.observation_space, gym.spaces.Box):
-            raise ValueError(
-                f"{self.env_name}: only Box observations are supported, got {env.observation_space}."
-            )
+            raise ValueError(f"{self.env_name}: only Box observations are supported, got {env.observation_space}.")
         self._info_shapes: dict[str, tuple[int, ...]] = {}
         if keep_info:
             probe = gym.make(env.spec)
@@ -118,9 +113,7 @@ class GymnasiumBatchEnv(EnvBase):
                 int(action_space.n), (num_envs, int(action_space.n)), device=device, dtype=torch.int64
             )
         else:
-            raise ValueError(
-                f"{self.env_name}: only Box and Discrete actions are supported, got {action_space}."
-            )
+            raise ValueError(f"{self.env_name}: only Box and Discrete actions are supported, got {action_space}.")
         self.reward_spec = Unbounded((num_envs, 1), dtype=torch.float32, device=device)
         flag = Categorical(2, (num_envs, 1), dtype=torch.bool, device=device)
         self.done_spec = Composite(

@@ -1,4 +1,5 @@
 """Policy evaluation (deterministic by default) on a separate, batched environment."""
+
 from __future__ import annotations
 
 import math
@@ -34,9 +35,7 @@ class Evaluator:
         if num_episodes < 1:
             raise ValueError(f"Evaluator: num_episodes must be >= 1, got {num_episodes}.")
         if len(env.batch_size) != 1:
-            raise ValueError(
-                f"Evaluator: expected a batched env with batch_size [n_envs], got {env.batch_size}."
-            )
+            raise ValueError(f"Evaluator: expected a batched env with batch_size [n_envs], got {env.batch_size}.")
         self.env = env
         self.policy = policy
         self.num_episodes = num_episodes

@@ -1,4 +1,5 @@
 """Advantage-Weighted Regression as a TorchRL :class:`~torchrl.objectives.LossModule`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from tensordict.nn import (
 )
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
-from torchrl.objectives.value import ValueEstimatorBase
 from torchrl.objectives.utils import (
     ValueEstimators,
     _coerce_value_type,
@@ -21,6 +21,7 @@ from torchrl.objectives.utils import (
     dispatch_value_estimator,
     distance_loss,
 )
+from torchrl.objectives.value import TD0Estimator, TD1Estimator, ValueEstimatorBase
 
 from torchrl_awr.models import reshape_legacy_bounds
 
@@ -55,9 +56,7 @@ def _logits_key(actor_network: ProbabilisticTensorDictSequential) -> NestedKey:
             if "logits" in keys:
                 return keys["logits"]
             break
-    raise ValueError(
-        "AWRLoss: logits_l2_coeff > 0 needs a discrete actor whose distribution takes logits."
-    )
+    raise ValueError("AWRLoss: logits_l2_coeff > 0 needs a discrete actor whose distribution takes logits.")
 
 
 class AWRLoss(LossModule):
@@ -161,17 +160,12 @@ class AWRLoss(LossModule):
             raise ValueError(f"AWRLoss: max_weight must be > 0, got {max_weight}.")
         if loss_critic_type not in LOSS_CRITIC_TYPES:
             raise ValueError(
-                f"AWRLoss: unknown loss_critic_type {loss_critic_type!r}; "
-                f"allowed: {', '.join(LOSS_CRITIC_TYPES)}."
+                f"AWRLoss: unknown loss_critic_type {loss_critic_type!r}; allowed: {', '.join(LOSS_CRITIC_TYPES)}."
             )
         if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"AWRLoss: unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}."
-            )
+            raise ValueError(f"AWRLoss: unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}.")
         if action_bound_coeff < 0 or logits_l2_coeff < 0 or critic_coeff < 0:
-            raise ValueError(
-                "AWRLoss: critic_coeff, action_bound_coeff and logits_l2_coeff must be >= 0."
-            )
+            raise ValueError("AWRLoss: critic_coeff, action_bound_coeff and logits_l2_coeff must be >= 0.")
         if action_bound_coeff > 0 and (action_low is None or action_high is None):
             raise ValueError(
                 "AWRLoss: action_bound_coeff > 0 needs action_low and action_high "
@@ -189,6 +183,7 @@ class AWRLoss(LossModule):
         self.standardize_advantage = standardize_advantage
         self.check_finite = check_finite
         self.reduction = reduction
+        self._td_lambda: tuple[float, float] | None = None  # as given to make_value_estimator
         device = _get_default_device(self)
         self.register_coeff_buffer("beta", float(beta), device=device)
         self.register_coeff_buffer("max_weight", float(max_weight), device=device)
@@ -277,16 +272,15 @@ class AWRLoss(LossModule):
             try:
                 value_type = _coerce_value_type(value_type)
             except (KeyError, TypeError):
-                raise ValueError(
-                    f"AWRLoss: unknown value estimator {value_type!r}; allowed: {allowed}."
-                ) from None
+                raise ValueError(f"AWRLoss: unknown value estimator {value_type!r}; allowed: {allowed}.") from None
             if value_type not in self.SUPPORTED_VALUE_ESTIMATORS:
-                raise ValueError(
-                    f"AWRLoss: unsupported value estimator {value_type!r}; allowed: {allowed}."
-                )
+                raise ValueError(f"AWRLoss: unsupported value estimator {value_type!r}; allowed: {allowed}.")
         value_type, hp = self._prepare_value_estimator_kwargs(value_type, **hyperparams)
         if value_type is None:
+            self._td_lambda = None
             return self
+        lmbda = {ValueEstimators.TD0: 0.0, ValueEstimators.TD1: 1.0}.get(value_type, hp.get("lmbda"))
+        self._td_lambda = (float(hp["gamma"]), float(lmbda))
         hp.setdefault("device", _get_default_device(self))
         hp["differentiable"] = False
         dispatch_value_estimator(
@@ -298,6 +292,30 @@ class AWRLoss(LossModule):
             **hp,
         )
         return self
+
+    def td_lambda_parameters(self) -> tuple[float, float]:
+        """The discount and lambda of the value estimator, as TD(lambda) reads them.
+
+        The one place that sets them: a trainer computing targets over its whole buffer reads
+        them here. TD(0) is lambda 0, TD(1) lambda 1, and GAE's advantage plus V(s) is the
+        TD(lambda) return.
+        """
+        estimator = self.value_estimator  # builds the default estimator on first use
+        if self._td_lambda is not None:  # the exact numbers given, not their float32 copies
+            return self._td_lambda
+        gamma = getattr(estimator, "gamma", None)
+        if isinstance(estimator, TD0Estimator):
+            lmbda = 0.0
+        elif isinstance(estimator, TD1Estimator):
+            lmbda = 1.0
+        else:
+            lmbda = getattr(estimator, "lmbda", None)
+        if gamma is None or lmbda is None:
+            raise TypeError(
+                f"AWRLoss: the value estimator {type(estimator).__name__} has no gamma/lmbda; "
+                "buffer-wide targets need TD(0), TD(1), TD(lambda) or GAE."
+            )
+        return float(gamma), float(lmbda)
 
     def _require(self, tensordict: TensorDictBase, key: NestedKey, produced_by: str):
         value = tensordict.get(key, None)
@@ -376,9 +394,7 @@ class AWRLoss(LossModule):
         target = tensordict.get(keys.value_target).detach()
         if self.check_finite:
             _check_finite(keys.value_target, target)
-        value = self.critic_network(
-            tensordict.select(*self.critic_network.in_keys, strict=False)
-        ).get(keys.value)
+        value = self.critic_network(tensordict.select(*self.critic_network.in_keys, strict=False)).get(keys.value)
         target = target.reshape(value.shape)
         loss = self.critic_coeff * distance_loss(value, target, self.loss_critic_type)
         if loss.ndim > tensordict.ndim:

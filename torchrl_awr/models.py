@@ -5,6 +5,7 @@ and zero biases; the actor's output layer is drawn from U(-0.01, 0.01) so the in
 is centred in the action box. Both read observations through one shared, freezable
 :class:`ObservationNormalizer`, so the stored replay data stays raw.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,10 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
 from torch import nn
+from torch.distributions import Categorical
 from torchrl.data import Categorical as CategoricalSpec
 from torchrl.data import OneHot, TensorSpec
+from torchrl.envs.utils import ExplorationType, exploration_type
 from torchrl.modules import (
     IndependentNormal,
     OneHotCategorical,
@@ -23,8 +26,6 @@ from torchrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from torch.distributions import Categorical
-from torchrl.envs.utils import ExplorationType, exploration_type
 
 ACTOR_DISTRIBUTIONS = ("normal", "tanh_normal", "categorical")
 
@@ -62,8 +63,7 @@ class ObservationNormalizer(nn.Module):
         batch = observations.reshape(-1, observations.shape[-1])[:remaining].to(torch.float64)
         if not torch.isfinite(batch).all():
             raise FloatingPointError(
-                "ObservationNormalizer: non-finite observations collected; the environment "
-                "returned NaN/inf."
+                "ObservationNormalizer: non-finite observations collected; the environment returned NaN/inf."
             )
         n = batch.shape[0]
         if n == 0:
@@ -194,8 +194,7 @@ def make_awr_actor(
     """
     if distribution not in ACTOR_DISTRIBUTIONS:
         raise ValueError(
-            f"make_awr_actor: unknown distribution {distribution!r}; allowed: "
-            f"{', '.join(ACTOR_DISTRIBUTIONS)}."
+            f"make_awr_actor: unknown distribution {distribution!r}; allowed: {', '.join(ACTOR_DISTRIBUTIONS)}."
         )
     discrete = isinstance(action_spec, (OneHot, CategoricalSpec))
     if discrete != (distribution == "categorical"):
@@ -303,8 +302,6 @@ def make_awr_critic(
     device: torch.device | str | None = None,
 ) -> ValueOperator:
     """The original AWR critic: an MLP predicting V/value_scale, read out as V."""
-    net = nn.Sequential(
-        normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1), ValueScale(value_scale)
-    )
+    net = nn.Sequential(normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1), ValueScale(value_scale))
     critic = ValueOperator(net, in_keys=[obs_key])
     return critic.to(device) if device is not None else critic

@@ -1,4 +1,5 @@
 """Learning curves from a run's CSV logs: ``python -m torchrl_awr.plotting RUN_DIR``."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,19 @@ def read_scalar(run_dir: str | Path, name: str) -> tuple[list[float], list[float
     return steps, [points[step] for step in steps]
 
 
+def plot_reference(ax, reference: Mapping[int, tuple[float, float]], label: str) -> None:
+    """The original's published returns (samples -> (mean, sd)) as black squares with sd bars."""
+    xs = sorted(reference)
+    ax.errorbar(
+        xs,
+        [reference[x][0] for x in xs],
+        yerr=[reference[x][1] for x in xs],
+        fmt="ks",
+        capsize=3,
+        label=label,
+    )
+
+
 def plot_curves(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
@@ -41,15 +55,7 @@ def plot_curves(
     for label, (steps, values) in curves.items():
         ax.plot(steps, values, label=label)
     if reference:
-        xs = sorted(reference)
-        ax.errorbar(
-            xs,
-            [reference[x][0] for x in xs],
-            yerr=[reference[x][1] for x in xs],
-            fmt="ks",
-            capsize=3,
-            label="original AWR (mean ± sd)",
-        )
+        plot_reference(ax, reference, "original AWR (mean ± sd)")
     ax.set_xlabel("environment samples")
     ax.set_ylabel("return")
     ax.set_title(title)

@@ -12,6 +12,7 @@ at a time through one graph (``steps_per_call``), which pays the compiled call's
 per group. Other optimizers get the compiled loss with an eager backward and
 ``optimizer.step()``. Compilation failures fall back to eager.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -133,9 +134,7 @@ class UpdateStep:
         if self.fused:
             self._call = _LossCall(loss_module, loss_fn)
             names = {id(p): name for name, p in self._call.named_parameters()}
-            self._param_names = [
-                names[id(p)] for group in optimizer.param_groups for p in group["params"]
-            ]
+            self._param_names = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
             self._fused_step = compile_with_fallback(
                 self._fused_update, lambda params, buffers, lrs, settings, *tensors: self._backward_steps(*tensors)
             )
@@ -234,9 +233,7 @@ class UpdateStep:
 
         def total_of(values):
             substitutes = dict(zip(self._param_names, values))
-            return _total_and_diagnostics(
-                torch.func.functional_call(self._call, substitutes, (self._batch(tensors),))
-            )
+            return _total_and_diagnostics(torch.func.functional_call(self._call, substitutes, (self._batch(tensors),)))
 
         grads, diagnostics = torch.func.grad(total_of, has_aux=True)(flat)
         grads = iter(grads)

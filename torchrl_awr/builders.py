@@ -1,4 +1,15 @@
-"""Small factories that turn the recipe's config into TorchRL components."""
+"""Config -> components: the factories that build an :class:`AWRTrainer` from a recipe config.
+
+Importable from any script (the recipes, the benchmarks, the tests, a user's own)::
+
+    from torchrl_awr.builders import compose_config, make_trainer
+    cfg = compose_config("task=hopper", "seed=3")
+    trainer = make_trainer(cfg, run_dir, torch.device("cpu"))
+
+``compose_config`` reads the Hydra configs of ``recipes/config`` (in a source checkout), or any
+directory given as ``config_dir``.
+"""
+
 from __future__ import annotations
 
 import functools
@@ -18,9 +29,10 @@ from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.models import action_bounds
+from torchrl_awr.store import ShuffledPassSampler
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
 COLLECTORS = ("single", "multi_sync", "multi_async")
 STORAGES = ("memory", "memmap")
 OPTIMIZERS = ("sgd", "adam")
@@ -45,21 +57,17 @@ def validate_config(cfg: DictConfig) -> None:
             f"logger.backend={cfg.logger.backend} needs the {backend_module} package: "
             f"pip install {backend_module} (or use logger.backend=csv)."
         )
+    make_trainer_config(cfg).validate(names=TRAINER_KEYS)
     positive = {
-        "collector.total_frames": cfg.collector.total_frames,
         "collector.frames_per_batch": cfg.collector.frames_per_batch,
         "buffer.size": cfg.buffer.size,
-        "train.batch_size": cfg.train.batch_size,
         "env.num_envs": cfg.env.num_envs,
         "optim.critic_lr": cfg.optim.critic_lr,
         "optim.actor_lr": cfg.optim.actor_lr,
     }
     require_positive(positive, "These settings must be > 0")
     if cfg.train.batch_size > cfg.buffer.size:
-        raise ValueError(
-            f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size "
-            f"({cfg.buffer.size})."
-        )
+        raise ValueError(f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size ({cfg.buffer.size}).")
     if cfg.collector.frames_per_batch % envs_per_batch(cfg):
         raise ValueError(
             f"collector.frames_per_batch ({cfg.collector.frames_per_batch}) must be a multiple "
@@ -89,16 +97,7 @@ def check_std_schedule(cfg: DictConfig) -> None:
             f"with model.distribution={cfg.model.distribution} and model.learn_std={cfg.model.learn_std}. "
             "Add model.action_std_end=null (the halfcheetah and hopper presets anneal the std)."
         )
-    numbers = {
-        "model.action_std": cfg.model.action_std,
-        "model.action_std_end": cfg.model.action_std_end,
-        "model.action_std_anneal_frames": cfg.model.action_std_anneal_frames,
-    }
-    require_positive(numbers, "These settings must be > 0 for an annealed std")
-    if not cfg.model.action_std_anneal_start >= 0:
-        raise ValueError(
-            f"model.action_std_anneal_start must be >= 0, got {cfg.model.action_std_anneal_start}."
-        )
+    ActionStdSchedule.validate_settings(names=STD_SCHEDULE_KEYS, **std_schedule_settings(cfg))
 
 
 def envs_per_batch(cfg: DictConfig) -> int:
@@ -147,17 +146,24 @@ def make_models(cfg: DictConfig, env, device: torch.device):
     return actor, critic, normalizer
 
 
+STD_SCHEDULE_KEYS = {
+    "std_init": "model.action_std",
+    "std_end": "model.action_std_end",
+    "annealing_frames": "model.action_std_anneal_frames",
+    "start_frames": "model.action_std_anneal_start",
+}
+
+
+def std_schedule_settings(cfg: DictConfig) -> dict:
+    """The :class:`ActionStdSchedule` numbers of ``cfg``."""
+    return {name: OmegaConf.select(cfg, key) for name, key in STD_SCHEDULE_KEYS.items()}
+
+
 def make_std_schedule(cfg: DictConfig, actor) -> ActionStdSchedule | None:
     """The annealed action std, if ``model.action_std_end`` is set."""
     if cfg.model.action_std_end is None:
         return None
-    return ActionStdSchedule(
-        actor,
-        std_init=cfg.model.action_std,
-        std_end=cfg.model.action_std_end,
-        annealing_frames=cfg.model.action_std_anneal_frames,
-        start_frames=cfg.model.action_std_anneal_start,
-    )
+    return ActionStdSchedule(actor, **std_schedule_settings(cfg))
 
 
 def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
@@ -174,7 +180,7 @@ def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
         action_low=low,
         action_high=high,
         logits_l2_coeff=cfg.loss.logits_l2_coeff,
-    )
+    ).make_value_estimator(gamma=cfg.loss.gamma, lmbda=cfg.loss.lmbda)
 
 
 def make_optimizers(cfg: DictConfig, loss: AWRLoss):
@@ -189,10 +195,14 @@ def make_optimizers(cfg: DictConfig, loss: AWRLoss):
     )
 
 
-def compose_config(*overrides: str) -> DictConfig:
+def compose_config(*overrides: str, config_dir: str | Path = CONFIG_DIR) -> DictConfig:
     """The recipe's config with Hydra-style ``overrides``, for scripts that do not go through
-    the command line (benchmarks, tests)."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    the command line (benchmarks, tests, users' own)."""
+    if not Path(config_dir, "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"No recipe config at {config_dir}; pass config_dir= (the recipes/config folder of a torchrl-awr checkout)."
+        )
+    with initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 
@@ -203,9 +213,7 @@ def env_kwargs(cfg: DictConfig) -> dict:
 
 def env_maker(cfg: DictConfig) -> functools.partial:
     """``make_env`` for the configured task and its ``env.kwargs``; every env of a run uses it."""
-    return functools.partial(
-        make_env, cfg.env.name, env_kwargs=env_kwargs(cfg), keep_info=cfg.env.keep_info
-    )
+    return functools.partial(make_env, cfg.env.name, env_kwargs=env_kwargs(cfg), keep_info=cfg.env.keep_info)
 
 
 def make_collector(cfg: DictConfig, actor, device: torch.device):
@@ -234,24 +242,17 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     return collector
 
 
-def batches_continue(cfg: DictConfig) -> bool:
-    """Whether each batch continues the previous one env by env.
-
-    Only several asynchronous workers break that: their consecutive batches come from
-    different environments. One async worker is the overlapped mode (collection runs in a second
-    process while the trainer learns) and keeps its envs' trajectories continuous.
-    """
-    return cfg.collector.type != "multi_async" or cfg.collector.num_workers == 1
-
-
 def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> TensorDictReplayBuffer:
-    """FIFO storage of ``buffer.size`` transitions kept as [time, env] (``ndim=2``)."""
+    """FIFO storage of ``buffer.size`` transitions kept as [time, env] (``ndim=2``), drawn in
+    shuffled passes as the original."""
     if cfg.buffer.storage == "memory":
         storage = LazyTensorStorage(cfg.buffer.size, device=device, ndim=2)
     else:
         scratch = Path(cfg.buffer.scratch_dir or run_dir / "buffer")
         storage = LazyMemmapStorage(cfg.buffer.size, scratch_dir=scratch, device=device, ndim=2)
-    return TensorDictReplayBuffer(storage=storage, batch_size=cfg.train.batch_size)
+    return TensorDictReplayBuffer(
+        storage=storage, sampler=ShuffledPassSampler(seed=cfg.seed), batch_size=cfg.train.batch_size
+    )
 
 
 def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
@@ -259,9 +260,7 @@ def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
         return None
     num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
     env = env_maker(cfg)(num_envs=num_envs, seed=cfg.seed + 10_000)
-    return Evaluator(
-        env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name)
-    )
+    return Evaluator(env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name))
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):
@@ -273,19 +272,21 @@ def make_logger(cfg: DictConfig, run_dir: Path):
     return get_logger(cfg.logger.backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
 
 
+# AWRTrainerConfig's fields and the recipe keys they come from.
+TRAINER_KEYS = {
+    "total_frames": "collector.total_frames",
+    "critic_steps": "train.critic_steps",
+    "actor_steps": "train.actor_steps",
+    "batch_size": "train.batch_size",
+    "eval_interval": "eval.interval",
+    "checkpoint_interval": "checkpoint.interval",
+    "log_interval": "logger.log_interval",
+    "compile": "train.compile",
+}
+
+
 def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
-    return AWRTrainerConfig(
-        total_frames=cfg.collector.total_frames,
-        critic_steps=cfg.train.critic_steps,
-        actor_steps=cfg.train.actor_steps,
-        batch_size=cfg.train.batch_size,
-        gamma=cfg.loss.gamma,
-        lmbda=cfg.loss.lmbda,
-        eval_interval=cfg.eval.interval,
-        checkpoint_interval=cfg.checkpoint.interval,
-        log_interval=cfg.logger.log_interval,
-        compile=cfg.train.compile,
-    )
+    return AWRTrainerConfig(**{field: OmegaConf.select(cfg, key) for field, key in TRAINER_KEYS.items()})
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
@@ -294,7 +295,6 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
     actor, critic, normalizer = make_models(cfg, spec_env, device)
     loss = make_loss(cfg, actor, critic, spec_env.action_spec)
     spec_env.close()
-    loss.make_value_estimator(gamma=cfg.loss.gamma, lmbda=cfg.loss.lmbda)
     actor_optimizer, critic_optimizer = make_optimizers(cfg, loss)
     return AWRTrainer(
         collector=make_collector(cfg, actor, device),
@@ -310,7 +310,5 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
         checkpoint_path=run_dir / "checkpoint.pt",
         save_buffer=cfg.checkpoint.save_buffer,
         device=device,
-        seed=cfg.seed,
-        contiguous_batches=batches_continue(cfg),
         progress=cfg.progress,
     )

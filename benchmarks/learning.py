@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,8 @@ def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) 
     command = [sys.executable, str(ROOT / "recipes" / "mujoco_awr.py")]
     if done:
         command += [f"resume={directory / 'checkpoint.pt'}", "resume_buffer=true"]
+    elif directory.exists():  # killed before its first checkpoint: nothing to continue
+        shutil.rmtree(directory)
     command += [
         f"task={task}",
         f"seed={seed}",

@@ -5,7 +5,8 @@
     python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt collector.total_frames=2_000_000
 
 A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
-line replace them.
+line replace them. Exit codes: 0 when the run finishes, 130 when Ctrl-C or SIGTERM stopped it
+(after saving a checkpoint), 2 for bad input, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -20,33 +21,62 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from torchrl_awr.builders import check_writable, make_trainer, resolve_device, validate_config
+from torchrl_awr.builders import check_writable, envs_per_batch, make_trainer, resolve_device, validate_config
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
 from torchrl_awr.plotting import plot_history, plot_run
+from torchrl_awr.rundir import RunDirectoryError, RunLock, check_new_run_dir, remove_partial_writes, truncate_logs
 from torchrl_awr.trainer import AWRTrainer
+
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 
 
 def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
-    """Builds every component from ``cfg``, trains, and writes the learning-curve plot."""
+    """Builds every component from ``cfg``, trains, and writes the learning-curve plot.
+
+    Nothing is written into the run directory before the config is valid, the directory is
+    this run's (a new run refuses one that holds another run; a lock stops two live runs sharing
+    one) and a resumed checkpoint, its buffer and its config are known to fit the model built
+    from them. Any error shuts the collector's workers down.
+    """
     validate_config(cfg)
     device = resolve_device(cfg.device)
-    check_writable(run_dir)
     if cfg.resume:
         load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-
-    trainer = make_trainer(cfg, run_dir, device)
-    if cfg.resume:
-        trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
-    try:
-        trainer.train()
-    finally:
-        trainer.collector.shutdown()
-    if plot_run(run_dir) is None:
-        plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
+    else:
+        check_new_run_dir(run_dir)
+    check_writable(run_dir)
+    with RunLock(run_dir):
+        if not cfg.resume:
+            check_new_run_dir(run_dir)  # again under the lock: a run may have started meanwhile
+        remove_partial_writes(run_dir)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        trainer = make_trainer(cfg, run_dir, device)
+        try:
+            if cfg.resume:
+                trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
+                if cfg.resume_buffer:
+                    check_restored_buffer(cfg, trainer)
+                truncate_logs(run_dir, trainer.frames)
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            trainer.train()
+        finally:
+            trainer.collector.shutdown()
+        if plot_run(run_dir) is None:
+            plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
     return trainer
+
+
+def check_restored_buffer(cfg: DictConfig, trainer: AWRTrainer) -> None:
+    """A restored replay buffer must have the layout this config collects into."""
+    envs, capacity = envs_per_batch(cfg), (cfg.buffer.size // envs_per_batch(cfg)) * envs_per_batch(cfg)
+    saved_envs, saved_capacity = trainer.store.num_envs, trainer.store.capacity()
+    if (saved_envs, saved_capacity) != (envs, capacity):
+        raise CheckpointError(
+            f"resume_buffer: the saved buffer holds {saved_capacity} transitions of {saved_envs} environments per "
+            f"step; this config collects {envs} per step (env.num_envs x collector.num_workers) into "
+            f"{capacity} (buffer.size). Resume with the run's settings, or without resume_buffer=true."
+        )
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -71,8 +101,14 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     saved = OmegaConf.load(path)
     overrides = OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)
     task = saved_task(saved)
-    if any(override.key_or_group == "task" for override in overrides) and cfg.task_name != task:
+    keys = {override.key_or_group for override in overrides}
+    if "task" in keys and cfg.task_name != task:
         raise ValueError(f"resume: the checkpoint's run is task={task}; this command says task={cfg.task_name}.")
+    if "output_dir" in keys and Path(cfg.output_dir).resolve() != run_dir_of(cfg):
+        raise ValueError(
+            f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
+            "move it (copy the directory first)."
+        )
     resumed = compose("config", overrides=[f"task={task}"])
     OmegaConf.set_struct(resumed, False)  # keeps the keys of configs saved by older versions
     resumed = OmegaConf.merge(resumed, saved)
@@ -87,10 +123,20 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 @hydra.main(config_path="config", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
-    except (ValueError, KeyError, ImportError, PermissionError, CheckpointError) as err:
+        trainer = run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
+    except (
+        ValueError,
+        KeyError,
+        ImportError,
+        OSError,
+        CheckpointError,
+        RunDirectoryError,
+        FloatingPointError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if trainer.interrupted:
+        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ directory given as ``config_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+import signal
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.models import action_bounds
+from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
@@ -44,12 +47,41 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
 
 
+# Settings of the recipe that no library object checks, and their rules.
+RECIPE_RULES = {
+    "seed": ">= 0",
+    "threads": ">= 1",
+    "collector.frames_per_batch": "> 0",
+    "collector.num_workers": ">= 1",
+    "buffer.size": "> 0",
+    "env.num_envs": ">= 1",
+    "optim.critic_lr": "> 0",
+    "optim.actor_lr": "> 0",
+    "optim.momentum": ">= 0",
+    "model.value_scale": "> 0",
+    "model.normalizer_samples": ">= 0",
+    "eval.episodes": ">= 1",
+    "eval.num_envs": ">= 1",
+}
+# AWRLoss's settings and the recipe keys they come from.
+LOSS_KEYS = {
+    "beta": "loss.beta",
+    "max_weight": "loss.max_weight",
+    "action_bound_coeff": "loss.action_bound_coeff",
+    "logits_l2_coeff": "loss.logits_l2_coeff",
+    "gamma": "loss.gamma",
+    "lmbda": "loss.lmbda",
+}
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Every check that can fail fast, before any environment or network is built."""
+    """Every check that can fail fast, before any environment or network is built; each error
+    names its key. The library's objects check their own settings with the same code."""
     _choice("collector.type", cfg.collector.type, COLLECTORS)
     _choice("buffer.storage", cfg.buffer.storage, STORAGES)
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("logger.backend", cfg.logger.backend, LOGGERS)
+    resolve_device(cfg.device)
     check_env_name(cfg.env.name)
     backend_module = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.logger.backend)
     if backend_module and importlib.util.find_spec(backend_module) is None:
@@ -58,14 +90,8 @@ def validate_config(cfg: DictConfig) -> None:
             f"pip install {backend_module} (or use logger.backend=csv)."
         )
     make_trainer_config(cfg).validate(names=TRAINER_KEYS)
-    positive = {
-        "collector.frames_per_batch": cfg.collector.frames_per_batch,
-        "buffer.size": cfg.buffer.size,
-        "env.num_envs": cfg.env.num_envs,
-        "optim.critic_lr": cfg.optim.critic_lr,
-        "optim.actor_lr": cfg.optim.actor_lr,
-    }
-    require_positive(positive, "These settings must be > 0")
+    AWRLoss.validate_settings(names=LOSS_KEYS, **{name: OmegaConf.select(cfg, key) for name, key in LOSS_KEYS.items()})
+    check_settings({key: OmegaConf.select(cfg, key) for key in RECIPE_RULES}, RECIPE_RULES, "settings")
     if cfg.train.batch_size > cfg.buffer.size:
         raise ValueError(f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size ({cfg.buffer.size}).")
     if cfg.collector.frames_per_batch % envs_per_batch(cfg):
@@ -80,13 +106,6 @@ def validate_config(cfg: DictConfig) -> None:
             f"buffer.size ({cfg.buffer.size}) must hold at least one batch "
             f"(collector.frames_per_batch={cfg.collector.frames_per_batch})."
         )
-
-
-def require_positive(settings: dict, message: str) -> None:
-    """Raises ``message: name=value, ...`` naming every setting that is not > 0."""
-    bad = [f"{name}={value}" for name, value in settings.items() if not value > 0]
-    if bad:
-        raise ValueError(f"{message}: {', '.join(bad)}.")
 
 
 def check_std_schedule(cfg: DictConfig) -> None:
@@ -109,7 +128,12 @@ def envs_per_batch(cfg: DictConfig) -> int:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r} is not supported; use auto, cpu, cuda or cuda:N.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was requested but CUDA is not available; use cpu or auto.")
     return device
@@ -228,18 +252,37 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
         auto_register_policy_transforms=False,
     )
     if cfg.collector.type == "single":
-        collector = Collector(env_fn(seed=cfg.seed), policy, **common)
-    else:
-        # TorchRL would otherwise lower this process's threads to (threads - workers).
-        common["num_threads"] = cfg.threads
-        workers = [env_fn] * cfg.collector.num_workers
+        return Collector(env_fn(seed=cfg.seed), policy, **common)
+    # TorchRL would otherwise lower this process's threads to (threads - workers).
+    common["num_threads"] = cfg.threads
+    workers = [env_fn] * cfg.collector.num_workers
+    # Worker processes inherit SIGINT ignored: a terminal's Ctrl-C reaches the whole process
+    # group, and only the trainer should answer it (by stopping and saving).
+    with _sigint_ignored():
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
             collector = MultiSyncCollector(workers, policy, cat_results=0, **common)
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
+    try:
         collector.set_seed(cfg.seed)
+    except BaseException:
+        collector.shutdown()
+        raise
     return collector
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> TensorDictReplayBuffer:
@@ -290,14 +333,19 @@ def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
-    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`."""
+    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`.
+
+    The collector, whose worker processes must be shut down, is built last and shut down if the
+    trainer cannot be made.
+    """
     spec_env = env_maker(cfg)()
-    actor, critic, normalizer = make_models(cfg, spec_env, device)
-    loss = make_loss(cfg, actor, critic, spec_env.action_spec)
-    spec_env.close()
+    try:
+        actor, critic, normalizer = make_models(cfg, spec_env, device)
+        loss = make_loss(cfg, actor, critic, spec_env.action_spec)
+    finally:
+        spec_env.close()
     actor_optimizer, critic_optimizer = make_optimizers(cfg, loss)
-    return AWRTrainer(
-        collector=make_collector(cfg, actor, device),
+    parts = dict(
         replay_buffer=make_replay_buffer(cfg, run_dir, device),
         loss_module=loss,
         actor_optimizer=actor_optimizer,
@@ -312,3 +360,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
         device=device,
         progress=cfg.progress,
     )
+    collector = make_collector(cfg, actor, device)
+    try:
+        return AWRTrainer(collector=collector, **parts)
+    except BaseException:
+        collector.shutdown()
+        raise

@@ -1,7 +1,15 @@
-"""Atomic checkpoints: a half-written file never replaces a good one."""
+"""Atomic checkpoints: a half-written file never replaces a good one.
+
+A checkpoint and the replay-buffer dump beside it are a pair: both carry the same ``pair_id``
+(the trainer's sample count), checked on load, so a buffer from another moment is refused.
+Free space is checked before writing; a failed write removes its temporary files and leaves the
+previous checkpoint as it was.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import random
 import shutil
@@ -12,6 +20,8 @@ import torch
 from torchrl.data import ReplayBuffer
 
 CHECKPOINT_VERSION = 1
+FREE_SPACE_MARGIN = 64 * 2**20  # bytes left free after a save
+PAIR_FILE = "awr_pair.json"
 
 
 class CheckpointError(RuntimeError):
@@ -41,30 +51,56 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-def save_checkpoint(state: dict, path: str | Path, *, replay_buffer: ReplayBuffer | None = None) -> None:
+def save_checkpoint(
+    state: dict,
+    path: str | Path,
+    *,
+    replay_buffer: ReplayBuffer | None = None,
+    buffer_bytes: int = 0,
+    pair_id: str | None = None,
+) -> None:
     """Writes ``state`` to ``path`` via a temporary file and an atomic rename.
 
-    With ``replay_buffer``, the buffer is dumped to ``<path>.buffer`` the same way (a fresh
-    directory renamed over the old one), before the checkpoint that refers to it.
+    With ``replay_buffer`` (about ``buffer_bytes`` on disk), the buffer is dumped to
+    ``<path>.buffer`` the same way (a fresh directory renamed over the old one), before the
+    checkpoint; both record ``pair_id``. Raises :class:`CheckpointError`, before writing
+    anything, if the disk lacks the space, and after cleaning up if a write fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if replay_buffer is not None:
-        target = buffer_dir(path)
-        staging = target.with_name(target.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        replay_buffer.dumps(staging)
-        previous = target.with_name(target.name + ".old")
-        shutil.rmtree(previous, ignore_errors=True)
-        if target.exists():
-            target.rename(previous)
-        staging.rename(target)
-        shutil.rmtree(previous, ignore_errors=True)
+    payload = io.BytesIO()
+    torch.save({**state, "version": CHECKPOINT_VERSION, "pair_id": pair_id}, payload)
+    needed = payload.tell() + (int(buffer_bytes * 1.05) if replay_buffer is not None else 0) + FREE_SPACE_MARGIN
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointError(
+            f"Not enough free space to save {path}: about {needed / 2**20:.0f} MiB needed (checkpoint"
+            f"{' and replay buffer' if replay_buffer is not None else ''} plus a margin), {free / 2**20:.0f} MiB "
+            "free. The previous checkpoint is kept."
+        )
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({**state, "version": CHECKPOINT_VERSION}, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    target = buffer_dir(path)
+    staging = target.with_name(target.name + ".tmp")
+    try:
+        if replay_buffer is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            replay_buffer.dumps(staging)
+            (staging / PAIR_FILE).write_text(json.dumps({"pair_id": pair_id}))
+            previous = target.with_name(target.name + ".old")
+            shutil.rmtree(previous, ignore_errors=True)
+            if target.exists():
+                target.rename(previous)
+            staging.rename(target)
+            shutil.rmtree(previous, ignore_errors=True)
+        with open(tmp, "wb") as handle:
+            handle.write(payload.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"Saving {path} failed ({err}); the previous checkpoint is kept.") from err
 
 
 def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = None) -> dict:
@@ -88,6 +124,14 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
             raise CheckpointError(
                 f"Checkpoint {path} has no saved replay buffer at {source}; resume without the "
                 "buffer or save with the buffer enabled."
+            )
+        pair = source / PAIR_FILE
+        saved_pair = json.loads(pair.read_text())["pair_id"] if pair.is_file() else None
+        if state.get("pair_id") is not None and saved_pair != state["pair_id"]:
+            raise CheckpointError(
+                f"The replay buffer at {source} (saved at {saved_pair}) does not belong to the checkpoint {path} "
+                f"(saved at {state['pair_id']}): a save was interrupted between the two. Resume without "
+                "resume_buffer=true."
             )
         replay_buffer.loads(source)
     return state

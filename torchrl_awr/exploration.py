@@ -11,6 +11,7 @@ from __future__ import annotations
 from torchrl.modules import ProbabilisticActor
 
 from torchrl_awr.models import gaussian_head
+from torchrl_awr.settings import check_settings
 
 
 class ActionStdSchedule:
@@ -57,16 +58,8 @@ class ActionStdSchedule:
     def validate_settings(*, names: dict[str, str] | None = None, **settings: float) -> None:
         """Raises one ``ValueError`` naming every bad number (as ``names`` calls it, if given):
         ``std_init``, ``std_end`` and ``annealing_frames`` must be > 0, ``start_frames`` >= 0."""
-        names = names or {}
         rules = {"std_init": "> 0", "std_end": "> 0", "annealing_frames": "> 0", "start_frames": ">= 0"}
-        bad = [
-            f"{names.get(name, name)}={settings[name]!r} (must be {rule})"
-            for name, rule in rules.items()
-            if not isinstance(settings[name], (int, float))
-            or not (settings[name] >= 0 if rule == ">= 0" else settings[name] > 0)
-        ]
-        if bad:
-            raise ValueError(f"Invalid action std schedule: {', '.join(bad)}.")
+        check_settings(settings, rules, "action std schedule", names)
 
     def std_at(self, frames: int) -> float:
         """The std after ``frames`` collected samples."""

@@ -24,6 +24,7 @@ from torchrl.objectives.utils import (
 from torchrl.objectives.value import TD0Estimator, TD1Estimator, ValueEstimatorBase
 
 from torchrl_awr.models import reshape_legacy_bounds
+from torchrl_awr.settings import check_settings
 
 LOSS_CRITIC_TYPES = ("l2", "l1", "smooth_l1")
 REDUCTIONS = ("none", "mean", "sum")
@@ -154,18 +155,19 @@ class AWRLoss(LossModule):
         check_finite: bool = True,
         reduction: str = "mean",
     ):
-        if not beta > 0:
-            raise ValueError(f"AWRLoss: beta must be > 0, got {beta}.")
-        if not max_weight > 0:
-            raise ValueError(f"AWRLoss: max_weight must be > 0, got {max_weight}.")
+        self.validate_settings(
+            beta=beta,
+            max_weight=max_weight,
+            critic_coeff=critic_coeff,
+            action_bound_coeff=action_bound_coeff,
+            logits_l2_coeff=logits_l2_coeff,
+        )
         if loss_critic_type not in LOSS_CRITIC_TYPES:
             raise ValueError(
                 f"AWRLoss: unknown loss_critic_type {loss_critic_type!r}; allowed: {', '.join(LOSS_CRITIC_TYPES)}."
             )
         if reduction not in REDUCTIONS:
             raise ValueError(f"AWRLoss: unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}.")
-        if action_bound_coeff < 0 or logits_l2_coeff < 0 or critic_coeff < 0:
-            raise ValueError("AWRLoss: critic_coeff, action_bound_coeff and logits_l2_coeff must be >= 0.")
         if action_bound_coeff > 0 and (action_low is None or action_high is None):
             raise ValueError(
                 "AWRLoss: action_bound_coeff > 0 needs action_low and action_high "
@@ -202,6 +204,22 @@ class AWRLoss(LossModule):
             self.register_buffer("action_half_range", (high - low) / 2)
         # dist.logits are log-softmax normalised; the penalty is on the network's raw logits.
         self._logits_key = _logits_key(actor_network) if logits_l2_coeff > 0 else None
+
+    SETTING_RULES = {  # a class constant
+        "beta": "> 0",
+        "max_weight": "> 0",
+        "critic_coeff": ">= 0",
+        "action_bound_coeff": ">= 0",
+        "logits_l2_coeff": ">= 0",
+        "gamma": "in [0, 1]",
+        "lmbda": "in [0, 1]",
+    }
+
+    @classmethod
+    def validate_settings(cls, *, names: dict[str, str] | None = None, **settings: float) -> None:
+        """Raises one ``ValueError`` naming every bad number among ``settings`` (any of
+        :attr:`SETTING_RULES`; as ``names`` calls them, if given)."""
+        check_settings(settings, {k: cls.SETTING_RULES[k] for k in settings}, "AWRLoss settings", names)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         reshape_legacy_bounds(self, state_dict, prefix, ("action_center", "action_half_range"))
@@ -280,6 +298,7 @@ class AWRLoss(LossModule):
             self._td_lambda = None
             return self
         lmbda = {ValueEstimators.TD0: 0.0, ValueEstimators.TD1: 1.0}.get(value_type, hp.get("lmbda"))
+        self.validate_settings(gamma=hp["gamma"], lmbda=lmbda)
         self._td_lambda = (float(hp["gamma"]), float(lmbda))
         hp.setdefault("device", _get_default_device(self))
         hp["differentiable"] = False
@@ -362,6 +381,12 @@ class AWRLoss(LossModule):
         action = self._require(tensordict, keys.action, "the action taken, written by the policy")
         actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
         dist = self.actor_network.get_dist(actor_input)
+        event_shape = tuple(dist.event_shape)
+        if event_shape and tuple(action.shape[-len(event_shape) :]) != event_shape:
+            raise ValueError(
+                f"AWRLoss: the {keys.action!r} entry has shape {tuple(action.shape)}, but the actor's distribution "
+                f"is over actions of shape {event_shape}; a wrong action would broadcast silently."
+            )
         log_prob = dist.log_prob(action)
         if self.check_finite:
             _check_finite("log_prob", log_prob)

@@ -19,6 +19,9 @@ TensorDict the data lives in), its ``_len_along_dim0`` (rows filled) and the wri
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,7 @@ from torchrl.data.replay_buffers.samplers import (
     SamplerEnsemble,
     SliceSampler,
 )
-from torchrl.data.replay_buffers.storages import TensorStorage
+from torchrl.data.replay_buffers.storages import LazyMemmapStorage, TensorStorage
 from torchrl.data.replay_buffers.writers import RoundRobinWriter
 from torchrl.envs.transforms import Compose
 
@@ -206,12 +209,27 @@ class TrajectoryStore:
                 f"({self.storage.max_size} transitions)."
             )
         self.keys = _Keys.of(loss_module)
-        self.num_envs: int | None = None
-        if self.storage.ndim == 2 and len(self.storage):
-            self.num_envs = self.storage._storage.shape[1]
+        self._num_envs: int | None = None
 
     def __len__(self) -> int:
         return len(self.storage)
+
+    @property
+    def num_envs(self) -> int | None:
+        """Environments per time step: an ``ndim=2`` storage's columns; else fixed by the first batch."""
+        if self.storage.ndim == 2 and len(self.storage):
+            return self.storage._storage.shape[1]
+        return self._num_envs
+
+    def nbytes(self) -> int:
+        """Bytes the storage holds (its whole capacity once allocated; 0 before the first batch)."""
+        return self.storage._storage.bytes() if len(self.storage) else 0
+
+    def capacity(self) -> int:
+        """Transitions the allocated grid holds (0 before the first batch)."""
+        if not self._rows():
+            return 0
+        return self.storage._storage.shape[0] * (self.storage._storage.shape[1] if self.storage.ndim == 2 else 1)
 
     # ------------------------------------------------------------------ writing
     def extend(self, batch: TensorDictBase) -> int:
@@ -224,11 +242,53 @@ class TrajectoryStore:
         zeros = torch.zeros(*batch.shape, 1, device=batch.device)
         batch.set(self.keys.value_target, zeros)
         batch.set(self.keys.advantage, zeros.clone())
+        first = len(self.storage) == 0
+        if first:
+            self._check_room(batch)
         if self.storage.ndim == 2:
             self.replay_buffer.extend(batch)  # dim_extend=1: written as [T, n_envs] rows
         else:
             self.replay_buffer.extend(batch.transpose(0, 1).reshape(-1))  # time-major, flat
+        if first:
+            self._reserve_disk()
         return batch.numel()
+
+    def _check_room(self, batch: TensorDictBase) -> None:
+        """Refuses a buffer the machine cannot hold (RAM, or disk for a memory-mapped storage),
+        with the sizes, before the allocation fails without naming the buffer."""
+        needed = batch.bytes() / batch.numel() * self.storage.max_size
+        if isinstance(self.storage, LazyMemmapStorage):
+            where = Path(self.storage.scratch_dir or tempfile.gettempdir())
+            while not where.exists():
+                where = where.parent
+            available, kind = shutil.disk_usage(where).free, f"free disk at {where}"
+        elif batch.device is not None and batch.device.type == "cuda":
+            return  # the CUDA allocator names the device and the sizes itself
+        else:
+            available, kind = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory"
+        if needed > available:
+            raise ValueError(
+                f"The replay buffer of {self.storage.max_size} transitions (buffer.size in the recipe) needs about "
+                f"{needed / 2**30:.1f} GiB ({needed / self.storage.max_size:.0f} bytes each); this machine has "
+                f"{available / 2**30:.1f} GiB of {kind}."
+            )
+
+    def _reserve_disk(self) -> None:
+        """Allocates a memory-mapped storage's files in full once they exist: a disk that fills
+        later then fails here, with a message, instead of killing the process with SIGBUS when
+        a page of the sparse file is first written."""
+        for tensor in self.storage._storage.values(True, True):
+            filename = getattr(tensor, "filename", None)
+            if filename is None:
+                continue
+            with open(filename, "r+b") as handle:
+                try:
+                    os.posix_fallocate(handle.fileno(), 0, tensor.numel() * tensor.element_size())
+                except OSError as err:
+                    raise OSError(
+                        f"Cannot reserve {self.nbytes() / 2**20:.0f} MiB for the memory-mapped replay buffer in "
+                        f"{Path(filename).parent} ({err.strerror}); free space there or set buffer.scratch_dir."
+                    ) from err
 
     def _as_grid(self, batch: TensorDictBase) -> TensorDictBase:
         if batch.ndim == 1:
@@ -257,7 +317,7 @@ class TrajectoryStore:
                     f"the {num_envs} environments per batch; an ndim=1 storage keeps them as "
                     "[time, env] rows, so make its size a multiple (or use ndim=2)."
                 )
-            self.num_envs = num_envs
+            self._num_envs = num_envs
         elif num_envs != self.num_envs:
             raise ValueError(
                 f"The collected batch has {num_envs} environments but the store holds "
@@ -406,7 +466,7 @@ class TrajectoryStore:
         return {"num_envs": self.num_envs, "sampler": self.replay_buffer.sampler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.num_envs = state["num_envs"]
+        self._num_envs = state["num_envs"]
         self.replay_buffer.sampler.load_state_dict(state["sampler"])
 
 

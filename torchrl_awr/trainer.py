@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -25,11 +26,12 @@ from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
-from torchrl_awr.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from torchrl_awr.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss
 from torchrl_awr.models import ObservationNormalizer
+from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore, batches_continue
 from torchrl_awr.updates import UpdateStep
 
@@ -55,27 +57,20 @@ class AWRTrainerConfig:
     log_interval: int = 1
     compile: bool = False
 
-    RULES = {
-        "total_frames": ("> 0", lambda v: v > 0),
-        "reference_frames_per_iteration": ("> 0", lambda v: v > 0),
-        "critic_steps": (">= 0", lambda v: v >= 0),
-        "actor_steps": (">= 0", lambda v: v >= 0),
-        "batch_size": ("> 0", lambda v: v is None or v > 0),
-        "eval_interval": (">= 0", lambda v: v >= 0),
-        "checkpoint_interval": (">= 0", lambda v: v >= 0),
-        "log_interval": ("> 0", lambda v: v > 0),
+    RULES = {  # a class constant, not a field
+        "total_frames": "> 0",
+        "reference_frames_per_iteration": "> 0",
+        "critic_steps": ">= 0",
+        "actor_steps": ">= 0",
+        "batch_size": "> 0",
+        "eval_interval": ">= 0",
+        "checkpoint_interval": ">= 0",
+        "log_interval": "> 0",
     }
 
     def validate(self, names: dict[str, str] | None = None) -> None:
         """Raises one ``ValueError`` naming every bad setting (as ``names`` calls it, if given)."""
-        names = names or {}
-        bad = [
-            f"{names.get(field, field)}={getattr(self, field)!r} (must be {rule})"
-            for field, (rule, ok) in self.RULES.items()
-            if not isinstance(getattr(self, field), (int, type(None))) or not ok(getattr(self, field))
-        ]
-        if bad:
-            raise ValueError("Invalid trainer settings: " + ", ".join(bad) + ".")
+        check_settings(asdict(self), self.RULES, "trainer settings", names, optional=("batch_size",))
 
 
 class PhaseTimer:
@@ -166,6 +161,7 @@ class AWRTrainer:
         self.contiguous_batches = batches_continue(collector) if contiguous_batches is None else contiguous_batches
         self.frames = 0
         self.iteration = 0
+        self.interrupted = False
         self.wall_time = 0.0
         self.last_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -265,7 +261,12 @@ class AWRTrainer:
 
     # ------------------------------------------------------------------ loop
     def train(self) -> list[dict[str, float]]:
-        """Runs to ``total_frames``; Ctrl-C (or SIGTERM) saves a checkpoint and returns."""
+        """Runs to ``total_frames``.
+
+        Ctrl-C or SIGTERM asks the run to stop: the iteration under way finishes and is logged,
+        a checkpoint is saved, :attr:`interrupted` is set and ``train`` returns. A second signal
+        stops at once, without saving (the last checkpoint stays whole).
+        """
         config = self.config
         bar = tqdm(
             total=config.total_frames,
@@ -277,45 +278,51 @@ class AWRTrainer:
         if self.std_schedule is not None:
             self.std_schedule.step(self.frames)
             self.collector.update_policy_weights_()
-        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self.interrupted = False
         collector_iter = iter(self.collector)
         tick = time.perf_counter()
-        try:
-            while self.frames < config.total_frames:
-                timer = PhaseTimer()
-                with timer("collect"):
-                    batch = next(collector_iter)
-                frames_before = self.frames
-                metrics = self._iterate(batch, timer)
-                last = self.frames >= config.total_frames
-                if self._due(config.eval_interval, last) and self.evaluator is not None:
-                    with timer("eval"):
-                        self.last_eval = self.evaluator()
-                    metrics.update(self.last_eval)
-                # Wall time is closed before saving, so the checkpoint and the log agree; the
-                # save itself is counted in the next iteration's wall time.
-                now = time.perf_counter()
-                self.wall_time += now - tick
-                tick = now
-                metrics["wall_time"] = self.wall_time
-                if self._due(config.checkpoint_interval, last) and self.checkpoint_path is not None:
-                    with timer("checkpoint"):
+        with _StopRequest() as stop:
+            try:
+                while self.frames < config.total_frames and not stop.requested:
+                    timer = PhaseTimer()
+                    with timer("collect"):
+                        batch = next(collector_iter, None)
+                    if batch is None:
+                        raise RuntimeError(
+                            f"The collector stopped after {self.frames} samples, before total_frames="
+                            f"{config.total_frames}; create it with total_frames=-1."
+                        )
+                    frames_before = self.frames
+                    metrics = self._iterate(batch, timer)
+                    last = self.frames >= config.total_frames
+                    if self._due(config.eval_interval, last) and self.evaluator is not None:
+                        with timer("eval"):
+                            self.last_eval = self.evaluator()
+                        metrics.update(self.last_eval)
+                    # Wall time is closed before saving, so the checkpoint and the log agree; the
+                    # save itself is counted in the next iteration's wall time.
+                    now = time.perf_counter()
+                    self.wall_time += now - tick
+                    tick = now
+                    metrics["wall_time"] = self.wall_time
+                    if self._due(config.checkpoint_interval, last) and self.checkpoint_path is not None:
+                        with timer("checkpoint"):
+                            self.save(self.checkpoint_path)
+                    metrics.update(timer.times)
+                    self._log(metrics)
+                    bar.update(self.frames - frames_before)
+                    bar.set_postfix(
+                        iter=self.iteration,
+                        eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
+                        train=f"{metrics.get('train/return_mean', float('nan')):.1f}",
+                    )
+                if stop.requested:
+                    self.interrupted = True
+                    if self.checkpoint_path is not None:
                         self.save(self.checkpoint_path)
-                metrics.update(timer.times)
-                self._log(metrics)
-                bar.update(self.frames - frames_before)
-                bar.set_postfix(
-                    iter=self.iteration,
-                    eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
-                    train=f"{metrics.get('train/return_mean', float('nan')):.1f}",
-                )
-        except KeyboardInterrupt:
-            if self.checkpoint_path is not None:
-                self.save(self.checkpoint_path)
-                bar.write(f"Interrupted: checkpoint saved to {self.checkpoint_path}")
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-            bar.close()
+                        bar.write(f"Interrupted: checkpoint saved to {self.checkpoint_path}")
+            finally:
+                bar.close()
         return self.history
 
     def _due(self, interval: int, last: bool) -> bool:
@@ -369,12 +376,44 @@ class AWRTrainer:
         save_checkpoint(self.state_dict(), path, replay_buffer=self.replay_buffer if self.save_buffer else None)
 
     def load(self, path: str | Path, *, load_buffer: bool = False) -> None:
-        """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``)."""
-        self.load_state_dict(load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None))
+        """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``).
+
+        A checkpoint whose networks or optimizers do not fit this trainer's raises one
+        :class:`~torchrl_awr.checkpoint.CheckpointError` naming the first mismatch.
+        """
+        state = load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None)
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError) as err:
+            detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+            raise CheckpointError(
+                f"The checkpoint {path} does not fit the model built from this config: {detail.splitlines()[0]}"
+            ) from err
         if load_buffer:
             # The environments restart: new data does not continue the restored trajectories.
             self.store.cut()
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _StopRequest:
+    """While active (in the main thread), SIGINT and SIGTERM ask the loop to stop at the end of
+    the iteration; a second signal raises ``KeyboardInterrupt`` at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -95,6 +95,7 @@ def saved_task(saved: DictConfig) -> str:
 def resume_config(cfg: DictConfig) -> DictConfig:
     """The resumed run's saved config, over its own task's preset, with the keys set on this
     command line taken from ``cfg``."""
+    load_checkpoint(cfg.resume)  # a missing or corrupt checkpoint is named first
     path = Path(cfg.resume).resolve().parent / "config.yaml"
     if not path.is_file():
         raise CheckpointError(f"resume: no config.yaml beside {cfg.resume}; it holds the run's settings.")

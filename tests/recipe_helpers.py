@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from torchrl.envs import RewardSum, TransformedEnv
 
 from torchrl_awr import builders
+from torchrl_awr.envs import GymnasiumBatchEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
@@ -94,3 +96,19 @@ def actor_matches_batch(actor, batch) -> float:
     with torch.no_grad():
         mine = actor(batch.select("observation").clone())
     return (mine["loc"] - batch["loc"]).abs().max().item()
+
+
+class _BreakingEnv(GymnasiumBatchEnv):
+    """Raises on its 20th step, as an environment that breaks mid-run."""
+
+    def _step(self, tensordict):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == 20:
+            raise RuntimeError("the environment broke")
+        return super()._step(tensordict)
+
+
+def breaking_env():
+    """Two InvertedPendulum copies that break on their 20th step (a collector worker's env: a
+    module-level function, so that worker processes can import it)."""
+    return TransformedEnv(_BreakingEnv("InvertedPendulum-v5", 2), RewardSum())

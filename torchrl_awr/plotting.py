@@ -18,7 +18,7 @@ TRAIN_RETURN = "train/return_mean"
 def read_scalar(run_dir: str | Path, name: str) -> tuple[list[float], list[float]]:
     """(steps, values) of one scalar logged by the CSV logger under ``run_dir``.
 
-    A resumed run may log a step twice; the last value wins.
+    Logs written before resumes cut them back may hold a step twice; the last value wins.
     """
     files = sorted(Path(run_dir).glob(f"**/scalars/{name}.csv"))
     points: dict[float, float] = {}

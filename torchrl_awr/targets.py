@@ -108,8 +108,8 @@ def critic_values(
     """The critic's values for ``inputs`` (its ``in_keys``, any batch shape), ``chunk_rows`` rows
     per call: ``[*inputs.batch_size, 1]``.
 
-    A whole 50k buffer in one call moves every hidden activation through main memory (50k x 128
-    floats per layer); chunks of a few thousand rows stay in cache.
+    A whole buffer in one call moves every hidden activation through main memory; chunks of a
+    few thousand rows stay in cache.
     """
     flat = inputs.reshape(-1)
     values = [critic(rows).get(value_key) for rows in flat.split(chunk_rows)]

@@ -4,8 +4,8 @@ For the small MLPs of AWR most of an eager step is overhead (TensorDict and modu
 autograd's engine, the optimizer's Python loop), so compilation is worth the most where it covers
 the most. With ``compile`` and a plain ``torch.optim.SGD`` (dampening 0), forward, backward
 (``torch.func.grad`` of a ``functional_call``) and the SGD update are traced into one compiled
-graph that updates the parameters and momentum buffers in place: about half the time of a
-compiled loss followed by ``backward()`` and ``optimizer.step()``. The optimizer's own state is
+graph that updates the parameters and momentum buffers in place, which costs less than a
+compiled loss followed by ``backward()`` and ``optimizer.step()`` (docs/performance.md). The optimizer's own state is
 used (momentum buffers in ``optimizer.state``, ``lr`` read from its param groups on every step),
 so checkpoints and LR schedulers see an ordinary ``SGD``. A phase's consecutive steps go a few
 at a time through one graph (``steps_per_call``), which pays the compiled call's fixed cost once
@@ -158,7 +158,7 @@ class UpdateStep:
         (one tensor per key), so that groups of ``steps_per_call`` are views, not copies. The first
         call of each group size checks dynamo's guards (and recompiles if anything changed); the
         others, which see the same shapes, dtypes, devices, modules and optimizer settings, skip
-        guard evaluation (~80 us a call) and reuse the optimizer state read once for the run.
+        guard evaluation (a fixed cost per call) and reuse the optimizer state read once for the run.
         Nothing else may change the modules or the optimizer meanwhile.
         """
         values, checked, state = [], set(), None

@@ -198,12 +198,13 @@ class AWRTrainer:
         return metrics
 
     def _take_in(self, batch: TensorDictBase) -> dict[str, float]:
-        """Counts the batch's returns, feeds the normaliser and adds the batch to the store."""
+        """Adds the batch to the store (which checks its keys), counts its returns and feeds the
+        normaliser."""
+        new_frames = self.store.extend(batch)
         metrics = self._train_returns(batch)
         if self.normalizer is not None and not self.normalizer.frozen:
             observation = batch.get(self.loss_module.critic_network.in_keys[0])
             self.normalizer.update(observation.to(self.normalizer.loc.device))
-        new_frames = self.store.extend(batch)
         if not self.contiguous_batches:
             self.store.cut()
         self.frames += new_frames

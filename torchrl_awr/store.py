@@ -356,10 +356,7 @@ class TrajectoryStore:
         """Row indices of the grid, oldest first (once full, the writer's cursor is the oldest)."""
         rows = self._rows()
         order = torch.arange(rows)
-        capacity = self.storage._storage.shape[0] if rows else 0
-        if self.storage.ndim == 1:
-            capacity //= self.num_envs or 1
-        if rows and rows == capacity:
+        if rows and rows * self.num_envs == self.capacity():
             cursor = self.replay_buffer.writer._cursor
             order = (order + (cursor if self.storage.ndim == 2 else cursor // self.num_envs)) % rows
         return order

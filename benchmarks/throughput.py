@@ -1,12 +1,13 @@
 """Trainer throughput against this machine's floor, measured in one run.
 
     python benchmarks/throughput.py --task hopper --iterations 30
+    python benchmarks/throughput.py --task hopper --collectors multi_sync ray   # both, one process
     python benchmarks/throughput.py --smoke            # tiny, for CI: checks that it works
 
 The trainer runs ``--iterations`` AWR iterations with the recipe's default config (plus any
 Hydra-style ``--override key=value``), measured after a warm-up (``--warmup``; by default until
 every env has ended its first episode, which recompiles the update steps once). The floor, measured in the same process, is what no
-implementation of this config can beat on this machine: raw gymnasium stepping of the task with
+implementation of this config can beat on this machine (measured for the first of ``--collectors``): raw gymnasium stepping of the task with
 the same policy MLP in a tight loop; two no-grad critic passes per iteration (in cache-sized chunks) over a buffer of the
 trainer's size (the value passes TD(lambda) targets and advantages need); and the same number
 of critic and actor SGD steps on pre-made tensors in the fastest plain-PyTorch loop: eager,
@@ -95,6 +96,24 @@ def measure_trainer(cfg, iterations: int, run_dir: Path, warmup: int) -> dict:
         "phase_seconds": phases,
         "eval_seconds_each": eval_time,
         "extra_seconds_per_million": per_million,
+    }
+
+
+def collector_summary(cfg, measured: dict) -> dict:
+    """Time per iteration and collection rates of one collector type's measured run."""
+    iterations = measured["frames"] / cfg.collector.frames_per_batch
+    collect = measured["phase_seconds"]["collect"]
+    workers = cfg.collector.num_workers if cfg.collector.type != "single" else 1
+    return {
+        "num_workers": workers,
+        "num_envs_per_worker": cfg.env.num_envs,
+        "seconds_per_iteration": measured["train_seconds"] / iterations,
+        "collect_seconds_per_iteration": collect / iterations,
+        "learn_seconds_per_iteration": (measured["train_seconds"] - collect) / iterations,
+        "samples_per_second": measured["frames"] / measured["train_seconds"],
+        "collect_samples_per_second_per_worker": measured["frames"] / collect / workers,
+        "minutes_per_million_without_eval": measured["train_seconds"] * 1e6 / measured["frames"] / 60,
+        "phase_share": {k: v / measured["train_seconds"] for k, v in measured["phase_seconds"].items()},
     }
 
 
@@ -213,6 +232,12 @@ def main(argv=None) -> dict:
         default=None,
         help="iterations before measuring (default: until every env ended an episode)",
     )
+    parser.add_argument(
+        "--collectors",
+        nargs="+",
+        default=None,
+        help="collector types to measure one after the other with the same settings (e.g. multi_sync ray)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the harness")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--run-dir", default="/tmp/awr_throughput")
@@ -230,12 +255,16 @@ def main(argv=None) -> dict:
             "eval.num_envs=2",
             "train.compile=false",
         ]
-    cfg = load_config(args.task, overrides)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    warmup = args.warmup if args.warmup is not None else (2 if args.smoke else default_warmup(cfg))
-    trainer = measure_trainer(cfg, args.iterations, run_dir, warmup)
+    kinds = args.collectors or [None]
+    by_collector = {}
+    for kind in kinds:
+        kind_cfg = load_config(args.task, overrides + ([f"collector.type={kind}"] if kind else []))
+        run_dir = Path(args.run_dir) / (kind or "run")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        warmup = args.warmup if args.warmup is not None else (2 if args.smoke else default_warmup(kind_cfg))
+        measured = measure_trainer(kind_cfg, args.iterations, run_dir, warmup)
+        by_collector[kind_cfg.collector.type] = (kind_cfg, measured, warmup)
+    cfg, trainer, warmup = next(iter(by_collector.values()))
     spec_env = env_maker(cfg)()
     obs_dim = spec_env.observation_spec["observation"].shape[-1]
     act_dim = spec_env.action_spec.shape[-1]
@@ -276,6 +305,12 @@ def main(argv=None) -> dict:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "overrides": overrides,
     }
+    if args.collectors:
+        summaries = {kind: collector_summary(c, m) for kind, (c, m, _) in by_collector.items()}
+        result["by_collector"] = summaries
+        if {"ray", "multi_sync"} <= summaries.keys():
+            ray, multi = summaries["ray"], summaries["multi_sync"]
+            result["ray_overhead_per_iteration"] = ray["seconds_per_iteration"] / multi["seconds_per_iteration"] - 1
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -6,7 +6,8 @@
 
 A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
 line replace them. Exit codes: 0 when the run finishes, 130 when Ctrl-C or SIGTERM stopped it
-(after saving a checkpoint), 2 for bad input, 1 for anything else.
+(after saving a checkpoint), 2 for bad input, 1 for anything else (3 when the collector failed,
+e.g. a Ray worker died: the message names the checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from torchrl_awr.builders import check_writable, envs_per_batch, make_trainer, r
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDirectoryError, RunLock, check_new_run_dir, remove_partial_writes, truncate_logs
-from torchrl_awr.trainer import AWRTrainer
+from torchrl_awr.runs import merge_onto_preset, saved_task
+from torchrl_awr.trainer import AWRTrainer, CollectorFailure
 
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+COLLECTOR_FAILED = 3
 
 
 def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
@@ -86,12 +89,6 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir)
 
 
-def saved_task(saved: DictConfig) -> str:
-    """The task preset a saved config was made with (``task.name`` in configs written before
-    the presets listed only their departures)."""
-    return OmegaConf.select(saved, "task_name") or OmegaConf.select(saved, "task.name")
-
-
 def resume_config(cfg: DictConfig) -> DictConfig:
     """The resumed run's saved config, over its own task's preset, with the keys set on this
     command line taken from ``cfg``."""
@@ -110,9 +107,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
             "move it (copy the directory first)."
         )
-    resumed = compose("config", overrides=[f"task={task}"])
-    OmegaConf.set_struct(resumed, False)  # keeps the keys of configs saved by older versions
-    resumed = OmegaConf.merge(resumed, saved)
+    resumed = merge_onto_preset(compose("config", overrides=[f"task={task}"]), saved)
     for override in overrides:
         key = override.key_or_group
         if key != "task":
@@ -136,6 +131,9 @@ def main(cfg: DictConfig) -> None:
     ) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except CollectorFailure as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(COLLECTOR_FAILED)
     if trainer.interrupted:
         sys.exit(INTERRUPTED)
 

@@ -11,7 +11,9 @@ from torch import nn
 from torchrl.data import Bounded
 from torchrl.modules import ValueOperator
 
-from torchrl_awr import make_awr_actor
+from torchrl_awr import builders, make_awr_actor
+
+from recipe_helpers import ProbedTrainer
 
 OBS_DIM = 3
 ACT_DIM = 2
@@ -23,6 +25,14 @@ CRITIC_B = 0.25
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def probed(monkeypatch):
+    """The recipe builds a :class:`ProbedTrainer`, which records each batch's policy gaps."""
+    ProbedTrainer.gaps, ProbedTrainer.stale_gaps = [], []
+    monkeypatch.setattr(builders, "AWRTrainer", ProbedTrainer)
+    return ProbedTrainer
 
 
 def output_layer(module: nn.Module) -> nn.Linear:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -14,6 +15,7 @@ from torchrl.envs import RewardSum, TransformedEnv
 
 from torchrl_awr import builders
 from torchrl_awr.envs import GymnasiumBatchEnv
+from torchrl_awr.trainer import AWRTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
@@ -96,6 +98,23 @@ def actor_matches_batch(actor, batch) -> float:
     with torch.no_grad():
         mine = actor(batch.select("observation").clone())
     return (mine["loc"] - batch["loc"]).abs().max().item()
+
+
+class ProbedTrainer(AWRTrainer):
+    """Records, for every batch, how far the collector's policy is from the trainer's actor now
+    (``gaps``) and from the initial actor (``stale_gaps``, which shows the probe can tell)."""
+
+    gaps: list[float] = []
+    stale_gaps: list[float] = []
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_actor = copy.deepcopy(self.loss_module.actor_network)
+
+    def _iterate(self, batch, timer):
+        ProbedTrainer.gaps.append(actor_matches_batch(self.loss_module.actor_network, batch))
+        ProbedTrainer.stale_gaps.append(actor_matches_batch(self.initial_actor, batch))
+        return super()._iterate(batch, timer)
 
 
 class _BreakingEnv(GymnasiumBatchEnv):

@@ -56,6 +56,31 @@ def test_throughput_smoke(tmp_path):
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_scaling_projection_on_hand_made_numbers():
+    """2048 samples per iteration; a worker collects 1000 samples/s; Ray costs 0.1 s per
+    iteration over multi_sync; the learner 0.2048 s per iteration, i.e. 100 s per 1M."""
+    projection = load_script(ROOT / "benchmarks" / "scaling_projection.py")
+    measured = {
+        "frames": 20480,
+        "iterations": 10,
+        "by_collector": {
+            "multi_sync": {"collect_seconds_per_iteration": 0.9},
+            "ray": {
+                "collect_seconds_per_iteration": 1.0,
+                "collect_samples_per_second_per_worker": 1000.0,
+                "learn_seconds_per_iteration": 0.2048,
+            },
+        },
+    }
+    ray_cost = 1e6 / 2048 * 0.1
+    one = projection.project(measured, 100.0, 1)
+    assert one["sync"] == pytest.approx(1000 + ray_cost + 100) and one["async"] == pytest.approx(1000 + ray_cost)
+    many = projection.project(measured, 100.0, 64)
+    assert many["async"] == pytest.approx(100.0)  # collection (15.6 + 48.8 s) is faster: learning sets the pace
+    assert projection.crossover(measured, 100.0) == pytest.approx(10.0)
+    assert "- CPU learner (measured), 1.7 min per 1M of learning: 10 workers" in projection.table(measured, 0.5)
+
+
 def test_interpolate():
     steps, values = [100.0, 200.0, 300.0], [0.0, 10.0, 30.0]
     assert learning.interpolate(steps, values, 150) == pytest.approx(5.0)

@@ -35,7 +35,7 @@ def test_readme_install_commands_match_ci():
     ci = (README.parent / ".ci" / "run").read_text()
     text = README.read_text()
     for command in (
-        'pip install torch==2.13.0 -e ".[test]"',
+        'pip install torch==2.13.0 -e ".[test,ray]"',
         "python -m pytest -q",
         "ruff check . && ruff format --check .",
     ):

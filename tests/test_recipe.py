@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -19,11 +18,10 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayB
 
 from torchrl_awr import builders
 from torchrl_awr.checkpoint import CheckpointError, buffer_dir, load_checkpoint
-from torchrl_awr.trainer import AWRTrainer
 
 from recipe_helpers import (
-    actor_matches_batch,
     assert_time_ordered,
+    compose_config,
     read_csv,
     recipe_command,
     run_command,
@@ -172,30 +170,6 @@ def test_command_line_run_and_resume(tmp_path):
 
 
 # ---------------------------------------------------------------- collectors and storages
-class ProbedTrainer(AWRTrainer):
-    """Records, for every batch, how far the collector's policy is from the trainer's actor now
-    (``gaps``) and from the initial actor (``stale_gaps``, which shows the probe can tell)."""
-
-    gaps: list[float] = []
-    stale_gaps: list[float] = []
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.initial_actor = copy.deepcopy(self.loss_module.actor_network)
-
-    def _iterate(self, batch, timer):
-        ProbedTrainer.gaps.append(actor_matches_batch(self.loss_module.actor_network, batch))
-        ProbedTrainer.stale_gaps.append(actor_matches_batch(self.initial_actor, batch))
-        return super()._iterate(batch, timer)
-
-
-@pytest.fixture
-def probed(monkeypatch):
-    ProbedTrainer.gaps, ProbedTrainer.stale_gaps = [], []
-    monkeypatch.setattr(builders, "AWRTrainer", ProbedTrainer)
-    return ProbedTrainer
-
-
 def test_multi_sync_collector(tmp_path, probed):
     trainer = run_recipe(tmp_path / "run", "collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2")
     assert trainer.frames == 1024
@@ -216,6 +190,18 @@ def test_multi_async_collector(tmp_path):
     assert_time_ordered(trainer.store)
     done = trainer.store.chronological()["next", "done"]  # [n_envs, T, 1]
     assert done[:, 63::64].all()
+
+
+def test_envs_per_batch_counts_one_worker_for_asynchronous_collectors():
+    """Each asynchronous batch is one worker's; a synchronous one stacks every worker's envs."""
+    for overrides, envs in (
+        (["collector.type=single"], 4),
+        (["collector.type=multi_sync", "collector.num_workers=2"], 8),
+        (["collector.type=multi_async", "collector.num_workers=2"], 4),
+        (["collector.type=ray", "collector.num_workers=3"], 12),
+        (["collector.type=ray", "collector.num_workers=3", "collector.ray.sync=false"], 4),
+    ):
+        assert builders.envs_per_batch(compose_config(*overrides)) == envs, overrides
 
 
 def test_memmap_storage(tmp_path):
@@ -290,7 +276,10 @@ BAD_SETTINGS = {
     "env typo": (["env.name=Hoper-v5"], r"Did you mean: Hopper-v5"),
     "zero frames": (["collector.total_frames=0"], r"collector.total_frames=0"),
     "batch > buffer": (["train.batch_size=4096"], r"train.batch_size \(4096\) is larger than buffer.size \(2048\)"),
-    "collector type": (["collector.type=ray"], r"collector.type='ray' is not valid; choose one of: single, multi_sync"),
+    "collector type": (
+        ["collector.type=rays"],
+        r"collector.type='rays' is not valid; choose one of: single, multi_sync",
+    ),
     "storage": (["buffer.storage=disk"], r"buffer.storage='disk' is not valid; choose one of: memory, memmap"),
     "optimizer": (["optim.name=rmsprop"], r"optim.name='rmsprop' is not valid; choose one of: sgd, adam"),
     "uneven batch": (["collector.frames_per_batch=250"], r"frames_per_batch \(250\) must be a multiple .* \(4\)"),

@@ -20,7 +20,7 @@ from torchrl_awr import AWRLoss, builders, make_awr_actor, make_awr_critic
 from torchrl_awr.checkpoint import PAIR_FILE, CheckpointError, buffer_dir, load_checkpoint, save_checkpoint
 from torchrl_awr.envs import make_env
 from torchrl_awr.rundir import RunDirectoryError, RunLock, truncate_logs
-from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, CollectorFailure
 
 from recipe_helpers import SMALL, breaking_env, compose_config, read_csv, run_command, run_recipe
 
@@ -163,8 +163,11 @@ def test_a_failing_worker_stops_the_run_within_seconds(kind):
     )
     tic = time.monotonic()
     try:
-        with pytest.raises(RuntimeError, match="process failed"):
+        with pytest.raises(
+            CollectorFailure, match=r"failed after \d+ samples .*; no checkpoint was saved yet"
+        ) as failure:
             trainer.train()
+        assert "process failed" in str(failure.value.__cause__)
     finally:
         collector.shutdown()
     assert time.monotonic() - tic < 60
@@ -321,7 +324,7 @@ def test_the_reliability_doc_names_tests_that_exist():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     here = "".join(
         (Path(__file__).parent / name).read_text()
-        for name in ("test_reliability.py", "test_store.py", "test_recipe.py")
+        for name in ("test_reliability.py", "test_store.py", "test_recipe.py", "test_ray.py")
     )
     named = set(re.findall(r"`(test_[a-z0-9_]+)`", doc))
     assert len(named) >= 12

@@ -31,12 +31,13 @@ from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.models import action_bounds
+from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
-COLLECTORS = ("single", "multi_sync", "multi_async")
+COLLECTORS = ("single", "multi_sync", "multi_async", "ray")
 STORAGES = ("memory", "memmap")
 OPTIMIZERS = ("sgd", "adam")
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
@@ -62,6 +63,11 @@ RECIPE_RULES = {
     "model.normalizer_samples": ">= 0",
     "eval.episodes": ">= 1",
     "eval.num_envs": ">= 1",
+}
+# Checked only with collector.type=ray.
+RAY_RULES = {
+    "collector.ray.worker_cpus": "> 0",
+    "collector.ray.worker_memory_gib": "> 0",
 }
 # AWRLoss's settings and the recipe keys they come from.
 LOSS_KEYS = {
@@ -101,6 +107,8 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if cfg.model.action_std_end is not None:
         check_std_schedule(cfg)
+    if cfg.collector.type == "ray":
+        check_ray_config(cfg)
     if cfg.buffer.size < cfg.collector.frames_per_batch:
         raise ValueError(
             f"buffer.size ({cfg.buffer.size}) must hold at least one batch "
@@ -119,10 +127,24 @@ def check_std_schedule(cfg: DictConfig) -> None:
     ActionStdSchedule.validate_settings(names=STD_SCHEDULE_KEYS, **std_schedule_settings(cfg))
 
 
+def check_ray_config(cfg: DictConfig) -> None:
+    """Ray is installed, its settings are numbers it can use, and the networks train on the CPU."""
+    import_ray()
+    head_node(cfg.collector.ray.address)
+    check_settings({key: OmegaConf.select(cfg, key) for key in RAY_RULES}, RAY_RULES, "settings")
+    if resolve_device(cfg.device).type != "cpu":
+        raise ValueError(
+            f"collector.type=ray sends the policy to CPU-only workers; device={cfg.device} would send it on "
+            "the GPU. Use device=cpu with collector.type=ray."
+        )
+
+
 def envs_per_batch(cfg: DictConfig) -> int:
-    """Environments stepped per batch, over all collector processes."""
-    workers = cfg.collector.num_workers if cfg.collector.type != "single" else 1
-    return workers * cfg.env.num_envs
+    """Environments in each collected batch: every worker's for the synchronous collectors, one
+    worker's for the asynchronous ones (each batch comes from a single worker)."""
+    kind = cfg.collector.type
+    synchronous = kind == "multi_sync" or (kind == "ray" and cfg.collector.ray.sync)
+    return (cfg.collector.num_workers if synchronous else 1) * cfg.env.num_envs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -253,6 +275,20 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     )
     if cfg.collector.type == "single":
         return Collector(env_fn(seed=cfg.seed), policy, **common)
+    if cfg.collector.type == "ray":
+        ray = cfg.collector.ray
+        init_ray(ray.address, num_cpus=ray.local_cpus, object_store_mib=ray.object_store_mib)
+        collector = make_ray_collector(
+            env_fn,
+            policy,
+            num_workers=cfg.collector.num_workers,
+            frames_per_batch=cfg.collector.frames_per_batch,
+            total_frames=cfg.collector.total_frames,
+            sync=ray.sync,
+            worker_cpus=ray.worker_cpus,
+            worker_memory_gib=ray.worker_memory_gib,
+        )
+        return _seeded(collector, cfg.seed)
     # TorchRL would otherwise lower this process's threads to (threads - workers).
     common["num_threads"] = cfg.threads
     workers = [env_fn] * cfg.collector.num_workers
@@ -264,8 +300,13 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
             collector = MultiSyncCollector(workers, policy, cat_results=0, **common)
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
+    return _seeded(collector, cfg.seed)
+
+
+def _seeded(collector, seed: int):
+    """Seeds the collector's envs, shutting its workers down if that fails."""
     try:
-        collector.set_seed(cfg.seed)
+        collector.set_seed(seed)
     except BaseException:
         collector.shutdown()
         raise

@@ -12,8 +12,9 @@ sampler. Every key comes from the loss (``loss_module.tensor_keys``) and the cri
 
 This class is the only place that reads TorchRL internals: the storage's ``_storage`` (the
 TensorDict the data lives in), its ``_len_along_dim0`` (rows filled) and the writer's ``_cursor``
-(the next row to overwrite, so the oldest once full). They were checked against TorchRL
-:data:`TORCHRL_CHECKED`; :func:`check_torchrl_internals` fails loudly if they change.
+(the next row to overwrite, so the oldest once full), and :func:`batches_continue` reads a
+``RayCollector``'s ``_sync``. They were checked against TorchRL :data:`TORCHRL_CHECKED`;
+:func:`check_torchrl_internals` fails loudly if the storage's change.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -117,13 +119,22 @@ def batches_continue(collector) -> bool:
     """Whether each batch of ``collector`` continues the previous one env by env.
 
     True for single-process and synchronous collectors (every batch holds each env's next
-    steps) and for a ``MultiAsyncCollector`` with one worker (the overlapped mode: one process,
-    its envs continuing). Several asynchronous workers hand over batches of different
-    environments, so TD(lambda) must not run from one batch into the next.
+    steps, a ``RayCollector(sync=True)`` stacking its workers in a fixed order) and for an
+    asynchronous collector with one worker (the overlapped mode: one process, its envs
+    continuing). Several asynchronous workers hand over batches of different environments, so
+    TD(lambda) must not run from one batch into the next.
     """
     if isinstance(collector, MultiAsyncCollector):
         return collector.num_workers == 1
+    if _is_ray_collector(collector):
+        return collector._sync or collector.num_workers == 1
     return True
+
+
+def _is_ray_collector(collector) -> bool:
+    """Without importing Ray: a ``RayCollector`` exists only once its module is loaded."""
+    module = sys.modules.get("torchrl.collectors.distributed.ray")
+    return module is not None and isinstance(collector, module.RayCollector)
 
 
 def check_torchrl_internals(replay_buffer: ReplayBuffer) -> None:

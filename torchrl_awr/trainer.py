@@ -93,8 +93,10 @@ class AWRTrainer:
     """Runs AWR iterations until ``config.total_frames`` samples have been collected.
 
     Args:
-        collector: yields batches of ``[n_envs, T]`` (a ``[T]`` batch is taken as one env).
-            It must not stop before ``total_frames`` (create it with ``total_frames=-1``).
+        collector: yields batches of ``[n_envs, T]`` (a ``[T]`` batch is taken as one env;
+            ``[workers, n_envs, T]`` as ``workers * n_envs`` envs). It must not stop before
+            ``total_frames`` (create it with ``total_frames=-1``; a ``RayCollector``, which has
+            no endless mode, with at least the trainer's ``total_frames``).
         replay_buffer: a ``TensorDictReplayBuffer`` over a ``TensorStorage`` (``ndim`` 1 or 2),
             held by a :class:`~torchrl_awr.store.TrajectoryStore` that keeps each env's
             trajectory in time order; its sampler draws the minibatches
@@ -165,6 +167,7 @@ class AWRTrainer:
         self.wall_time = 0.0
         self.last_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
+        self._saved_frames: int | None = None  # the sample count of the last checkpoint written or loaded
         keys = loss_module.tensor_keys
         self._critic_step = UpdateStep(
             loss_module,
@@ -249,8 +252,28 @@ class AWRTrainer:
         metrics = {}
         if self.std_schedule is not None:
             metrics["action_std"] = self.std_schedule.step(self.frames)
-        self.collector.update_policy_weights_()
+        with self._collector_failures():
+            self.collector.update_policy_weights_()
         return metrics
+
+    @contextlib.contextmanager
+    def _collector_failures(self) -> Iterator[None]:
+        """Turns an error of the collector (a worker process or Ray actor that died, an env
+        that raised in it) into a :class:`CollectorFailure` that says where the run can go on."""
+        try:
+            yield
+        except Exception as err:
+            cause = next((line for line in str(err).splitlines() if line.strip()), "")
+            if self._saved_frames is None:
+                where = "no checkpoint was saved yet"
+            else:
+                where = (
+                    f"the checkpoint of {self._saved_frames} samples is intact: continue with "
+                    f"resume={self.checkpoint_path}"
+                )
+            raise CollectorFailure(
+                f"The collector failed after {self.frames} samples ({type(err).__name__}: {cause}); {where}."
+            ) from err
 
     def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
         done = batch.get(self.store.keys.done)
@@ -278,7 +301,8 @@ class AWRTrainer:
         )
         if self.std_schedule is not None:
             self.std_schedule.step(self.frames)
-            self.collector.update_policy_weights_()
+        with self._collector_failures():
+            self.collector.update_policy_weights_()  # the first batch comes from these weights
         self.interrupted = False
         collector_iter = iter(self.collector)
         tick = time.perf_counter()
@@ -286,12 +310,13 @@ class AWRTrainer:
             try:
                 while self.frames < config.total_frames and not stop.requested:
                     timer = PhaseTimer()
-                    with timer("collect"):
+                    with timer("collect"), self._collector_failures():
                         batch = next(collector_iter, None)
                     if batch is None:
                         raise RuntimeError(
                             f"The collector stopped after {self.frames} samples, before total_frames="
-                            f"{config.total_frames}; create it with total_frames=-1."
+                            f"{config.total_frames}; create it with total_frames=-1 (a RayCollector: "
+                            "total_frames >= the trainer's)."
                         )
                     frames_before = self.frames
                     metrics = self._iterate(batch, timer)
@@ -375,6 +400,7 @@ class AWRTrainer:
     def save(self, path: str | Path) -> None:
         """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``)."""
         save_checkpoint(self.state_dict(), path, replay_buffer=self.replay_buffer if self.save_buffer else None)
+        self._saved_frames = self.frames
 
     def load(self, path: str | Path, *, load_buffer: bool = False) -> None:
         """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``).
@@ -393,6 +419,12 @@ class AWRTrainer:
         if load_buffer:
             # The environments restart: new data does not continue the restored trajectories.
             self.store.cut()
+        self._saved_frames = self.frames
+
+
+class CollectorFailure(RuntimeError):
+    """The collector raised (a worker died, an environment failed in it); the message names the
+    cause and the last checkpoint, which the failure leaves intact."""
 
 
 class _StopRequest:

@@ -1,0 +1,148 @@
+"""Exports a trained run's deterministic policy as one standalone file, to act without torchrl.
+
+    python -m torchrl_awr.export outputs/hopper/<run>                  # <run>/policy.onnx
+    python -m torchrl_awr.export outputs/hopper/<run> --format pt2     # <run>/policy.pt2
+    python -m torchrl_awr.export <run>/checkpoint.pt --out hopper.onnx
+
+The policy maps observations ``[batch, obs_dim]`` (float32) to the action the deterministic
+evaluation takes, with the run's frozen observation normaliser inside: for the Gaussian actors
+the mean in the env's action units (``tanh_normal``: squashed into the bounds), ``[batch,
+action_dim]`` float32; for a discrete task the argmax action index, ``[batch]`` int64. The JSON
+beside it (``<out>.json``) records the shapes, the action bounds, the env id and kwargs and the
+run's sample count. Load it with::
+
+    onnxruntime.InferenceSession("policy.onnx").run(None, {"observation": obs})[0]
+    torch.export.load("policy.pt2").module()(obs)
+
+``--format onnx`` needs ``pip install onnx onnxscript`` (torch's ``torch.export``-based ONNX
+exporter). Exit codes: 0 when written, 2 for bad input (one ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from torchrl_awr.builders import env_kwargs
+from torchrl_awr.models import action_bounds
+from torchrl_awr.runs import BAD_INPUT, CommandParser, TrainedRun, exit_bad_input, load_run
+
+FORMATS = ("onnx", "pt2")
+INPUT_NAME, OUTPUT_NAME = "observation", "action"
+
+
+class DeterministicPolicy(nn.Module):
+    """The actor's network (normaliser included) and the deterministic action of its
+    distribution as plain tensor operations, which ``torch.export`` can trace: the Gaussian's
+    mean for ``normal`` (already in action units), ``TanhNormal``'s deterministic sample for
+    ``tanh_normal`` and the most likely action for ``categorical``."""
+
+    def __init__(self, run: TrainedRun):
+        super().__init__()
+        self.network = run.actor.module[0].module
+        self.distribution = run.cfg.model.distribution
+        if self.distribution == "tanh_normal":
+            low, high = action_bounds(run.action_spec)
+            self.register_buffer("center", (high + low) / 2)
+            self.register_buffer("half_range", (high - low) / 2)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        output = self.network(observation)
+        if self.distribution == "categorical":
+            return output.argmax(-1)
+        loc = output[0]
+        if self.distribution == "tanh_normal":
+            limit = 1 - torch.finfo(loc.dtype).resolution  # torchrl's safe tanh
+            return self.center + self.half_range * loc.tanh().clamp(-limit, limit)
+        return loc
+
+
+def policy_metadata(run: TrainedRun, fmt: str) -> dict:
+    """What a user of the exported file needs to feed it and to read its actions."""
+    discrete = run.cfg.model.distribution == "categorical"
+    metadata = {
+        "format": fmt,
+        "env_id": run.cfg.env.name,
+        "env_kwargs": env_kwargs(run.cfg),
+        "samples": run.frames,
+        "checkpoint": str(run.checkpoint),
+        "distribution": run.cfg.model.distribution,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "observation_shape": [run.observation_dim],
+        "observation_dtype": "float32",
+    }
+    if discrete:
+        return {
+            **metadata,
+            "action_shape": [],
+            "action_dtype": "int64",
+            "num_actions": int(run.action_spec.space.n),
+            "action_bounds": None,
+        }
+    low, high = action_bounds(run.action_spec)
+    return {
+        **metadata,
+        "action_shape": [low.numel()],
+        "action_dtype": "float32",
+        "action_bounds": {"low": low.tolist(), "high": high.tolist()},
+    }
+
+
+def check_onnx_packages() -> None:
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"--format onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}: "
+            f"pip install {' '.join(missing)} (or use --format pt2)."
+        )
+
+
+def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
+    """Writes the policy of ``run`` to ``out`` in ``fmt`` and its metadata to ``<out>.json``;
+    returns the metadata. The batch dimension stays dynamic."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+    if fmt == "onnx":
+        check_onnx_packages()
+    example = torch.zeros(2, run.observation_dim)  # 2: a batch of 1 would be specialised
+    with torch.no_grad():
+        program = torch.export.export(
+            DeterministicPolicy(run), (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "pt2":
+        torch.export.save(program, out)
+    else:
+        torch.onnx.export(
+            program, f=out, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False, verbose=False
+        )
+    metadata = policy_metadata(run, fmt)
+    Path(f"{out}.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = CommandParser(
+        prog="python -m torchrl_awr.export",
+        description="Export a trained run's deterministic policy (observation -> action) as ONNX or torch.export.",
+    )
+    parser.add_argument("run", type=Path, help="the run directory, or its checkpoint file")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or pt2 (torch.export)")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: <run dir>/policy.<format>)")
+    args = parser.parse_args(argv)
+    try:
+        run = load_run(args.run)
+        out = args.out or run.checkpoint.parent / f"policy.{args.format}"
+        metadata = export_policy(run, out, args.format)
+    except BAD_INPUT as err:
+        exit_bad_input(err)
+    print(f"wrote {out} and {out}.json: the {metadata['env_id']} policy at {metadata['samples']} samples")
+
+
+if __name__ == "__main__":
+    main()

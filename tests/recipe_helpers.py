@@ -66,7 +66,7 @@ def recipe_command(*overrides: str, small: bool = True) -> list[str]:
     return [sys.executable, str(RECIPE), *(SMALL if small else []), *overrides]
 
 
-def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float = 120):
+def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float = 120, env: dict | None = None):
     """Runs the recipe as a command in ``cwd`` (where Hydra's default outputs go)."""
     return subprocess.run(
         recipe_command(*overrides, small=small),
@@ -74,7 +74,7 @@ def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float =
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        env={**(os.environ if env is None else env), "HYDRA_FULL_ERROR": "0"},
     )
 
 

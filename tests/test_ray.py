@@ -4,9 +4,12 @@ object store; the recipe in process and as a command, and a user-made ``RayColle
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -210,3 +213,55 @@ def test_throughput_compares_ray_with_multi_sync_and_projects_the_scaling(tmp_pa
     table = load_script(BENCHMARKS / "scaling_projection.py").main([str(out)])
     assert table.splitlines()[-1].startswith("- GPU learner (assumed), 0.5 min per 1M of learning: ")
     assert sum(line.startswith("| ") for line in table.splitlines()) == 8  # header and 1..64 workers
+
+
+def test_the_recipe_joins_a_cluster_started_with_ray_start(tmp_path):
+    """``ray start --head`` (its own processes, stopped with it), then the recipe with its address:
+    the multi-node path on one machine."""
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    ray_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's sockets live there
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--block"]
+        + ["--include-dashboard=false", f"--temp-dir={ray_dir}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, head)
+        run_dir = tmp_path / "run"
+        result = run_command(
+            tmp_path,
+            *RAY,
+            f"collector.ray.address=127.0.0.1:{port}",
+            "collector.ray.worker_memory_gib=0.5",
+            "collector.total_frames=512",
+            "eval.interval=0",
+            f"output_dir={run_dir}",
+            timeout=240,
+            env=env,
+        )
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["frames"] == 512
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
+            time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

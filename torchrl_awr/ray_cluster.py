@@ -79,7 +79,14 @@ def init_ray(
     else:
         check_reachable(address, connect_timeout)
         settings["address"] = address
-    ray.init(**settings)
+    try:
+        ray.init(**settings)
+    except ConnectionError as err:
+        raise ConnectionError(
+            f"{err} (collector.ray.address={address}). A cluster with token authentication (local clusters "
+            "since Ray 2.59) accepts only drivers with RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or "
+            "~/.ray/auth_token from `ray get-auth-token`)."
+        ) from err
     return True
 
 

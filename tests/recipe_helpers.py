@@ -78,6 +78,13 @@ def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float =
     )
 
 
+def run_module(module: str, *args: str, timeout: float = 120):
+    """``python -m <module> <args>`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def read_csv(run_dir: Path, name: str) -> list[tuple[float, float]]:
     """(step, value) rows of one scalar written by the CSV logger."""
     path = Path(run_dir) / "logs" / "scalars" / f"{name}.csv"

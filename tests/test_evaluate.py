@@ -7,8 +7,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
@@ -16,7 +14,7 @@ from omegaconf import OmegaConf
 from torchrl_awr import evaluate
 from torchrl_awr.runs import load_run
 
-from recipe_helpers import ROOT, run_recipe
+from recipe_helpers import run_module, run_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -138,12 +136,6 @@ def test_bad_input_is_one_error_line(hopper, tmp_path, capsys, arguments, messag
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "torchrl_awr.evaluate", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_module("torchrl_awr.evaluate", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: No checkpoint at {tmp_path / 'checkpoint.pt'}.", result.stderr

@@ -7,8 +7,6 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl_awr import export
 from torchrl_awr.runs import load_run
 
-from recipe_helpers import ROOT, run_recipe
+from recipe_helpers import run_module, run_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -160,12 +158,6 @@ def test_missing_onnx_package_is_named(runs, tmp_path, capsys, monkeypatch):
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "torchrl_awr.export", str(tmp_path / "nowhere")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_module("torchrl_awr.export", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: No checkpoint at {tmp_path / 'nowhere'}.", result.stderr

@@ -12,6 +12,7 @@ e.g. a Ray worker died: the message names the checkpoint to resume from).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -62,12 +63,61 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
                     check_restored_buffer(cfg, trainer)
                 truncate_logs(run_dir, trainer.frames)
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            print(start_screen(cfg, run_dir, device, trainer.frames), flush=True)
             trainer.train()
         finally:
             trainer.collector.shutdown()
         if plot_run(run_dir) is None:
             plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
+    print(end_screen(cfg, run_dir, trainer), flush=True)
     return trainer
+
+
+def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, frames: int) -> str:
+    """What will run: the task, the device, the collection, the samples and where it all goes."""
+    collector, workers, envs = cfg.collector.type, cfg.collector.num_workers, cfg.env.num_envs
+    if collector == "single":
+        collection = f"single: one process x {envs} envs"
+    elif collector == "ray":
+        mode = "sync" if cfg.collector.ray.sync else "async"
+        collection = f"ray ({mode}, {cfg.collector.ray.address or 'local Ray'}): {workers} workers x {envs} envs"
+    else:
+        collection = f"{collector}: {workers} workers x {envs} envs"
+    start = f"resumed at {frames:,}" if cfg.resume else "new run"
+    return "\n".join(
+        [
+            f"AWR on {cfg.env.name} (task={cfg.task_name}, seed={cfg.seed}), device {device}",
+            f"collector  {collection}, {cfg.collector.frames_per_batch} samples per iteration",
+            f"samples    {cfg.collector.total_frames:,} ({start})",
+            f"run        {run_dir}",
+        ]
+    )
+
+
+def end_screen(cfg: DictConfig, run_dir: Path, trainer: AWRTrainer) -> str:
+    """How the run ended, its last evaluation, its wall time, and where its files are."""
+    minutes = trainer.wall_time / 60
+    if trainer.interrupted:
+        head = f"Stopped at {trainer.frames:,} samples ({minutes:.1f} min); continue with resume={run_dir / 'checkpoint.pt'}"
+    else:
+        head = f"Done: {trainer.frames:,} samples in {minutes:.1f} min"
+    last = trainer.last_eval
+    if last:
+        evaluation = (
+            f"{last['eval/return_mean']:.1f} ± {last['eval/return_std']:.1f} over {cfg.eval.episodes} deterministic "
+            f"episodes (mean length {last['eval/episode_length_mean']:.0f})"
+        )
+    else:
+        evaluation = "none (eval.interval=0)"
+    return "\n".join(
+        [
+            head,
+            f"evaluation {evaluation}",
+            f"checkpoint {run_dir / 'checkpoint.pt'}",
+            f"logs       {run_dir / 'logs' / 'scalars'}",
+            f"plot       {run_dir / 'learning_curve.png'}",
+        ]
+    )
 
 
 def check_restored_buffer(cfg: DictConfig, trainer: AWRTrainer) -> None:
@@ -118,6 +168,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 @hydra.main(config_path="config", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    logging.getLogger("torchrl").setLevel(logging.WARNING)  # its INFO lines (storage shapes) are not the user's
     try:
         trainer = run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
     except (

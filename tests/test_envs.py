@@ -146,3 +146,12 @@ def test_batch_env_on_cuda():
     env.close()
     assert rollout["next", "observation"].device.type == "cuda"
     assert rollout["next", "reward"].device.type == "cuda"
+
+
+def test_known_warnings_about_gymnasiums_models_are_not_printed(capfd):
+    from torchrl_awr.envs import _mujoco_warning
+
+    make_env("HalfCheetah-v5", num_envs=2).close()  # its model sets the deprecated settotalmass
+    _mujoco_warning("another warning")
+    err = capfd.readouterr().err
+    assert "settotalmass" not in err and "WARNING: another warning" in err

@@ -157,8 +157,32 @@ def test_resume_restores_buffer(trained_run, tmp_path):
 def test_command_line_run_and_resume(tmp_path):
     """The real command; a resume that names only the checkpoint keeps the run's settings."""
     out = tmp_path / "cli"
-    result = run_command(tmp_path, "collector.total_frames=512", f"output_dir={out}")
+    result = run_command(
+        tmp_path,
+        "collector.total_frames=512",
+        "collector.type=multi_sync",
+        "collector.num_workers=2",
+        "env.num_envs=2",
+        f"output_dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
+    # The first screen says what runs, the last how it ended and where its files are; no
+    # library chatter (TorchRL's storage INFO, its use_buffers warning) in between.
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        "AWR on Hopper-v5 (task=hopper, seed=0), device cpu",
+        "collector  multi_sync: 2 workers x 2 envs, 256 samples per iteration",
+        "samples    512 (new run)",
+        f"run        {out}",
+    ]
+    assert lines[-5].startswith("Done: 512 samples in ") and lines[-4].startswith("evaluation ")
+    assert lines[-3:] == [
+        f"checkpoint {out / 'checkpoint.pt'}",
+        f"logs       {out / 'logs' / 'scalars'}",
+        f"plot       {out / 'learning_curve.png'}",
+    ]
+    for chatter in ("use_buffer", "Initialized LazyTensorStorage"):
+        assert chatter not in result.stdout + result.stderr
     assert (out / "checkpoint.pt").is_file() and (out / "learning_curve.png").is_file()
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512]
     result = run_command(tmp_path, f"resume={out / 'checkpoint.pt'}", "collector.total_frames=768", small=False)
@@ -166,7 +190,7 @@ def test_command_line_run_and_resume(tmp_path):
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512, 768]
     assert load_checkpoint(out / "checkpoint.pt")["counters"]["iteration"] == 3
     saved = (out / "config.yaml").read_text()
-    assert "name: Hopper-v5" in saved and "total_frames: 768" in saved and "num_envs: 4" in saved
+    assert "name: Hopper-v5" in saved and "total_frames: 768" in saved and "num_envs: 2" in saved
 
 
 # ---------------------------------------------------------------- collectors and storages

@@ -297,7 +297,7 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     with _sigint_ignored():
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
-            collector = MultiSyncCollector(workers, policy, cat_results=0, **common)
+            collector = MultiSyncCollector(workers, policy, cat_results=0, use_buffers=True, **common)
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
     return _seeded(collector, cfg.seed)

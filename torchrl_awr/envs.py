@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -186,6 +187,25 @@ class GymnasiumBatchEnv(EnvBase):
         super().close(raise_if_closed=raise_if_closed)
 
 
+# MuJoCo warnings about gymnasium's own model files, which only gymnasium can fix.
+KNOWN_MODEL_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings as MuJoCo prints them, but for the known ones about gymnasium's models
+    (HalfCheetah's ``settotalmass``), printed once per env copy otherwise."""
+    if not message.startswith(KNOWN_MODEL_WARNINGS):
+        sys.stderr.write(f"WARNING: {message}\n")
+
+
+def quiet_known_model_warnings() -> None:
+    """Routes MuJoCo's warnings through :func:`_mujoco_warning` in this process."""
+    if importlib.util.find_spec("mujoco") is not None:
+        import mujoco
+
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def make_env(
     env_name: str,
     *,
@@ -199,8 +219,10 @@ def make_env(
     with ``episode_reward`` tracking each copy's running return.
 
     ``env_kwargs`` go to ``gym.make`` (e.g. ``{"include_cfrc_ext_in_observation": False}`` for
-    Ant-v5). The tasks' per-step ``info`` entries are dropped unless ``keep_info``.
+    Ant-v5). The tasks' per-step ``info`` entries are dropped unless ``keep_info``. MuJoCo's
+    warnings about gymnasium's own model files are not printed (:data:`KNOWN_MODEL_WARNINGS`).
     """
+    quiet_known_model_warnings()
     env = TransformedEnv(
         GymnasiumBatchEnv(env_name, num_envs, env_kwargs=env_kwargs, keep_info=keep_info, device=device),
         RewardSum(),

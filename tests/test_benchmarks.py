@@ -152,6 +152,7 @@ def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
 
     observation_outliers = load_script(ROOT / "benchmarks" / "observation_outliers.py")
     run_recipe(tmp_path, "checkpoint.save_buffer=true", "train.compile=false")
+    capsys.readouterr()  # the recipe's own screens
     overrides = [o for o in RECIPE_SMALL if not o.startswith(("task=", "progress="))]
     observation_outliers.main(
         [

@@ -71,6 +71,7 @@ def test_stochastic_policy_samples(hopper, capsys):
 
 def test_discrete_task(tmp_path, capsys):
     run_recipe(tmp_path / "lunar", *TINY, "task=lunarlander")
+    capsys.readouterr()  # the recipe's own screens
     result = evaluate_json(capsys, str(tmp_path / "lunar"), "--episodes", "2", "--seed", "0")
     assert result["env_id"] == "LunarLander-v3" and result["episodes"] == 2
     assert math.isfinite(result["return_mean"])

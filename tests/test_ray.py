@@ -152,7 +152,9 @@ def test_a_killed_worker_stops_the_run_and_its_checkpoint_resumes_on_ray(tmp_pat
     assert time.monotonic() - killed < 60
     assert process.returncode == 3, stderr[-3000:]
     error = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "ActorDiedError" in error[0], stderr[-3000:]
+    # The death shows where the run meets it first: Ray's ActorDiedError while collecting, or the
+    # weight sync's closed connection.
+    assert len(error) == 1 and error[0].startswith("error: The collector failed after "), stderr[-3000:]
     assert f"resume={run_dir / 'checkpoint.pt'}" in error[0]
     frames = load_checkpoint(run_dir / "checkpoint.pt")["counters"]["frames"]
     assert frames >= 256

@@ -1,8 +1,8 @@
 """Micro-costs behind docs/performance.md's "what the last round bought" (Hopper-v5, 1 thread).
 
-    python benchmarks/step_costs.py
+    python benchmarks/step_costs.py [--repeats 5] [--calls 500]
 
-Measures, each as a median over repeats: one batched step of 16 envs through our
+Measures, each as a median over ``--repeats`` timings: one batched step of 16 envs through our
 ``GymnasiumBatchEnv`` with and without the tasks' per-step info, through TorchRL's stock path
 (``GymWrapper`` over a gymnasium ``SyncVectorEnv``), and the 16 gymnasium steps alone; one actor
 update as a compiled loss followed by eager backward and SGD, and fused into one compiled graph
@@ -12,6 +12,7 @@ several steps per graph call.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from torchrl_awr.trainer import PhaseTimer
 from torchrl_awr.updates import UpdateStep
 
 
-def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
+def per_call_ms(fn, calls: int, repeats: int) -> float:
     fn()
     times = []
     for _ in range(repeats):
@@ -37,12 +38,17 @@ def per_call_ms(fn, calls: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="timings per measure (their median is shown)")
+    parser.add_argument("--calls", type=int, default=500, help="actor steps per timing of one update")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    repeats = args.repeats
 
     def batched_step_ms(env) -> float:
         env.set_seed(0)
-        ms = per_call_ms(lambda: env.rollout(64, break_when_any_done=False), 1) / 64
+        ms = per_call_ms(lambda: env.rollout(64, break_when_any_done=False), 1, repeats) / 64
         env.close()
         return ms
 
@@ -63,7 +69,7 @@ def main() -> None:
             if any(env.step(env.action_space.sample())[2:4]):
                 env.reset()
 
-    print(f"16 gymnasium steps, no TorchRL: {per_call_ms(raw_steps, 64):.2f} ms")
+    print(f"16 gymnasium steps, no TorchRL: {per_call_ms(raw_steps, 64, repeats):.2f} ms")
 
     cfg = compose_config(
         "task=hopper",
@@ -94,11 +100,11 @@ def main() -> None:
             i = next(index) % 16
             step(*(tensor[i] for tensor in chunk))
 
-        checked = per_call_ms(actor_step, 500)
+        checked = per_call_ms(actor_step, args.calls, repeats)
         with step.trusted_guards():
-            skipped = per_call_ms(actor_step, 500)
+            skipped = per_call_ms(actor_step, args.calls, repeats)
         print(f"actor step, {name}: guards checked {checked:.3f} ms, skipped {skipped:.3f} ms")
-    per_step = per_call_ms(lambda: fused.run([chunk]), 32) / 16
+    per_step = per_call_ms(lambda: fused.run([chunk]), max(1, args.calls // 16), repeats) / 16
     print(f"actor step, fused, {fused.steps_per_call} steps per graph call (a phase's run): {per_step:.3f} ms")
 
 

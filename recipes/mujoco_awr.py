@@ -13,6 +13,7 @@ e.g. a Ray worker died: the message names the checkpoint to resume from).
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 from pathlib import Path
 
@@ -23,12 +24,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from torchrl_awr.builders import check_writable, envs_per_batch, make_trainer, resolve_device, validate_config
+from torchrl_awr.builders import (
+    check_writable,
+    envs_per_batch,
+    make_trainer,
+    resolve_device,
+    validate_config,
+)
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
+from torchrl_awr.loggers import mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDirectoryError, RunLock, check_new_run_dir, remove_partial_writes, truncate_logs
 from torchrl_awr.runs import merge_onto_preset, saved_task
 from torchrl_awr.trainer import AWRTrainer, CollectorFailure
+from torchrl_awr.video import RenderError
 
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 COLLECTOR_FAILED = 3
@@ -40,7 +49,7 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
     Nothing is written into the run directory before the config is valid, the directory is
     this run's (a new run refuses one that holds another run; a lock stops two live runs sharing
     one) and a resumed checkpoint, its buffer and its config are known to fit the model built
-    from them. Any error shuts the collector's workers down.
+    from them. Any error shuts the collector's workers down and closes the logger.
     """
     validate_config(cfg)
     device = resolve_device(cfg.device)
@@ -53,6 +62,8 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         if not cfg.resume:
             check_new_run_dir(run_dir)  # again under the lock: a run may have started meanwhile
         remove_partial_writes(run_dir)
+        if cfg.logger.backend == "wandb" and cfg.logger.run_id is None:
+            cfg.logger.run_id = secrets.token_hex(8)  # saved in config.yaml: a resume logs into the same W&B run
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         trainer = make_trainer(cfg, run_dir, device)
@@ -66,7 +77,7 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
             print(start_screen(cfg, run_dir, device, trainer.frames), flush=True)
             trainer.train()
         finally:
-            trainer.collector.shutdown()
+            trainer.shutdown()
         if plot_run(run_dir) is None:
             plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
     print(end_screen(cfg, run_dir, trainer), flush=True)
@@ -109,15 +120,30 @@ def end_screen(cfg: DictConfig, run_dir: Path, trainer: AWRTrainer) -> str:
         )
     else:
         evaluation = "none (eval.interval=0)"
-    return "\n".join(
-        [
-            head,
-            f"evaluation {evaluation}",
-            f"checkpoint {run_dir / 'checkpoint.pt'}",
-            f"logs       {run_dir / 'logs' / 'scalars'}",
-            f"plot       {run_dir / 'learning_curve.png'}",
-        ]
-    )
+    lines = [
+        head,
+        f"evaluation {evaluation}",
+        f"checkpoint {run_dir / 'checkpoint.pt'}",
+        f"logs       {logs_location(cfg, run_dir)}",
+        f"plot       {run_dir / 'learning_curve.png'}",
+    ]
+    if cfg.eval.video:
+        lines.append(f"videos     {run_dir / 'videos'}")
+    return "\n".join(lines)
+
+
+def logs_location(cfg: DictConfig, run_dir: Path) -> str:
+    """Where the run's logger wrote."""
+    backend = cfg.logger.backend
+    if backend == "mlflow":
+        return f"MLflow {mlflow_uri(cfg, run_dir)}, experiment {cfg.logger.project}"
+    if backend == "wandb":
+        return f"W&B run {cfg.logger.run_id} of project {cfg.logger.project} (local files: {run_dir / 'wandb'})"
+    if backend == "tensorboard":
+        return f"TensorBoard: tensorboard --logdir {run_dir / 'logs'}"
+    if backend == "none":
+        return "none (logger.backend=none)"
+    return str(run_dir / "logs" / "scalars")
 
 
 def check_restored_buffer(cfg: DictConfig, trainer: AWRTrainer) -> None:
@@ -168,7 +194,9 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 @hydra.main(config_path="config", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger("torchrl").setLevel(logging.WARNING)  # its INFO lines (storage shapes) are not the user's
+    # Library INFO lines (TorchRL's storage shapes, PyOpenGL's missing accelerator) are not the user's.
+    for name in ("torchrl", "OpenGL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         trainer = run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
     except (
@@ -179,6 +207,7 @@ def main(cfg: DictConfig) -> None:
         CheckpointError,
         RunDirectoryError,
         FloatingPointError,
+        RenderError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

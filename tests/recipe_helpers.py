@@ -20,7 +20,8 @@ from torchrl_awr.trainer import AWRTrainer
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
 
-# 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2.
+# 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2, eager
+# updates (the compiled ones are the trainer's tests'; one command-line run keeps the default).
 SMALL = [
     "task=hopper",
     "device=cpu",
@@ -36,6 +37,7 @@ SMALL = [
     "eval.num_envs=2",
     "eval.interval=2",
     "checkpoint.interval=2",
+    "train.compile=false",
     "progress=false",
 ]
 

@@ -18,7 +18,7 @@ from recipe_helpers import run_module, run_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-TINY = ("train.compile=false", "collector.total_frames=512")
+TINY = ("collector.total_frames=512",)
 NUMBER = r"-?\d+\.\d"
 
 

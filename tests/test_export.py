@@ -20,7 +20,7 @@ from recipe_helpers import run_module, run_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
-TINY = ("train.compile=false", "collector.total_frames=512")
+TINY = ("collector.total_frames=512",)
 # The actor kinds and a run of each: the recipe's Gaussian, the squashed one, a discrete task.
 KINDS = {
     "normal": (),

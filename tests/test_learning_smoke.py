@@ -20,7 +20,6 @@ def train_inverted_pendulum(run_dir, seed: int) -> tuple[list[float], list[float
         "train.critic_steps=100",
         "train.actor_steps=500",
         "train.batch_size=256",
-        "train.compile=false",
         "optim.name=adam",
         "optim.actor_lr=1e-3",
         "optim.critic_lr=1e-3",

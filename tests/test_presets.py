@@ -84,7 +84,7 @@ def test_default_task_is_halfcheetah_with_original_numbers():
 
 @pytest.mark.parametrize("task", PRESETS)
 def test_preset_completes_a_short_run(task, tmp_path):
-    trainer = run_recipe(tmp_path, f"task={task}", "checkpoint.interval=0", "train.compile=false")
+    trainer = run_recipe(tmp_path, f"task={task}", "checkpoint.interval=0")
     assert trainer.frames == 1024 and trainer.iteration == 4
     returns = read_csv(tmp_path, "eval/return_mean")
     assert len(returns) == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in returns)

@@ -58,7 +58,6 @@ def test_failed_resumes_change_nothing_and_the_right_one_works(ant_run, tmp_path
     frames = (run_dir / "logs" / "scalars" / "frames.csv").read_bytes()
     failures = {
         "task=hopper": r"the checkpoint's run is task=ant; this command says task=hopper",
-        "model.hidden_sizes=[32]": r"does not fit the model built from this config: size mismatch",
         f"output_dir={tmp_path / 'elsewhere'}": r"continues in its checkpoint's directory",
         "env.num_envs=2": r"saved buffer holds 2048 transitions of 4 environments per step; this config collects 2",
     }
@@ -122,10 +121,10 @@ def test_truncate_logs_keeps_rows_up_to_the_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------- one exit path
-@pytest.mark.parametrize("collector", ["single", "multi_sync", "multi_async"])
+@pytest.mark.parametrize("collector", ["multi_sync", "multi_async"])
 def test_an_error_after_the_workers_exist_exits_at_once(collector, tmp_path):
     """A checkpoint that does not fit fails after the collector's processes exist: they are shut
-    down and the command exits 2 within seconds, for every collector type."""
+    down and the command exits 2 within seconds, for each collector type with workers."""
     run_dir = tmp_path / "run"
     run_recipe(run_dir, "collector.total_frames=256", "eval.interval=0")
     # A hang would outlast the timeout (the command's whole life, start-up included, is seconds).

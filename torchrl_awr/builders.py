@@ -24,23 +24,24 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
-from torchrl.record.loggers import get_logger
 
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic, make_collection_policy
-from torchrl_awr.envs import check_env_name, make_env, max_episode_steps
+from torchrl_awr.envs import GymnasiumBatchEnv, check_env_name, is_mujoco, make_env, max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
+from torchrl_awr.loggers import LOGGER_PACKAGES, LOGGERS, make_logger
 from torchrl_awr.models import action_bounds
 from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
+from torchrl_awr.video import EpisodeVideo, check_video_packages, use_renderer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
 COLLECTORS = ("single", "multi_sync", "multi_async", "ray")
 STORAGES = ("memory", "memmap")
 OPTIMIZERS = ("sgd", "adam")
-LOGGERS = ("csv", "tensorboard", "wandb", "none")
+VIDEO_SEED_OFFSET = 30_000  # the video's env seed, apart from the collectors' (seed) and evaluations' (+10000)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -89,12 +90,14 @@ def validate_config(cfg: DictConfig) -> None:
     _choice("logger.backend", cfg.logger.backend, LOGGERS)
     resolve_device(cfg.device)
     check_env_name(cfg.env.name)
-    backend_module = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.logger.backend)
+    backend_module = LOGGER_PACKAGES.get(cfg.logger.backend)
     if backend_module and importlib.util.find_spec(backend_module) is None:
         raise ImportError(
             f"logger.backend={cfg.logger.backend} needs the {backend_module} package: "
-            f"pip install {backend_module} (or use logger.backend=csv)."
+            f"pip install -e '.[{backend_module}]' (or use logger.backend=csv)."
         )
+    if cfg.eval.video:
+        check_video_config(cfg)
     make_trainer_config(cfg).validate(names=TRAINER_KEYS)
     AWRLoss.validate_settings(names=LOSS_KEYS, **{name: OmegaConf.select(cfg, key) for name, key in LOSS_KEYS.items()})
     check_settings({key: OmegaConf.select(cfg, key) for key in RECIPE_RULES}, RECIPE_RULES, "settings")
@@ -125,6 +128,19 @@ def check_std_schedule(cfg: DictConfig) -> None:
             "Add model.action_std_end=null (the halfcheetah and hopper presets anneal the std)."
         )
     ActionStdSchedule.validate_settings(names=STD_SCHEDULE_KEYS, **std_schedule_settings(cfg))
+
+
+def check_video_config(cfg: DictConfig) -> None:
+    """Videos are recorded at evaluations, in frames that H.264 can hold, with the video extra."""
+    if not cfg.eval.interval:
+        raise ValueError("eval.video=true records at each evaluation, and eval.interval=0 runs none.")
+    size = list(cfg.eval.video_size)
+    if len(size) != 2 or any(not isinstance(n, int) or n < 2 or n % 2 for n in size):
+        raise ValueError(f"eval.video_size={size} must be [width, height], two even numbers >= 2.")
+    if cfg.eval.video_fps <= 0:
+        raise ValueError(f"eval.video_fps={cfg.eval.video_fps} must be > 0.")
+    use_renderer(cfg.eval.video_renderer)
+    check_video_packages(for_logger=cfg.logger.backend in ("tensorboard", "wandb"))
 
 
 def check_ray_config(cfg: DictConfig) -> None:
@@ -347,13 +363,22 @@ def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
     return Evaluator(env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name))
 
 
-def make_logger(cfg: DictConfig, run_dir: Path):
-    if cfg.logger.backend == "none":
-        return None
-    kwargs = {}
-    if cfg.logger.backend == "wandb":
-        kwargs["wandb_kwargs"] = {"project": cfg.logger.project, "config": dict(cfg)}
-    return get_logger(cfg.logger.backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
+def make_video(cfg: DictConfig, actor, directory: Path, seed: int) -> EpisodeVideo:
+    """A recorder of ``actor``'s episodes into ``directory``, on a one-copy env of the task that
+    renders with ``eval.video_renderer`` (at ``eval.video_size`` for a MuJoCo task; other tasks
+    render at their own size)."""
+    use_renderer(cfg.eval.video_renderer)
+    kwargs = {**env_kwargs(cfg), "render_mode": "rgb_array"}
+    if is_mujoco(cfg.env.name):
+        kwargs["width"], kwargs["height"] = cfg.eval.video_size
+    env = GymnasiumBatchEnv(cfg.env.name, 1, env_kwargs=kwargs)
+    try:
+        return EpisodeVideo(
+            env, actor, directory, fps=cfg.eval.video_fps, max_episode_steps=max_episode_steps(cfg.env.name), seed=seed
+        )
+    except BaseException:
+        env.close()
+        raise
 
 
 # AWRTrainerConfig's fields and the recipe keys they come from.
@@ -395,6 +420,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
         normalizer=normalizer,
         std_schedule=make_std_schedule(cfg, actor),
         evaluator=make_evaluator(cfg, actor),
+        # A machine that cannot render fails here, before a logger starts.
+        video=make_video(cfg, actor, run_dir / "videos", cfg.seed + VIDEO_SEED_OFFSET) if cfg.eval.video else None,
         logger=make_logger(cfg, run_dir),
         checkpoint_path=run_dir / "checkpoint.pt",
         save_buffer=cfg.checkpoint.save_buffer,

@@ -29,6 +29,11 @@ def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
     return spec
 
 
+def is_mujoco(env_name: str) -> bool:
+    """Whether the task runs on MuJoCo (and renders through OpenGL, at a size of our choice)."""
+    return "mujoco" in str(check_env_name(env_name).entry_point)
+
+
 def _box_spec(space: gym.spaces.Box, num_envs: int, device) -> Bounded | Unbounded:
     """A float32 spec for ``num_envs`` stacked copies of ``space``, bounded where it is."""
     shape = (num_envs, *space.shape)
@@ -180,6 +185,16 @@ class GymnasiumBatchEnv(EnvBase):
         arrays = {"observation": observations, **infos}
         tensors = {key: torch.from_numpy(value) for key, value in arrays.items()}
         return TensorDict({**tensors, **entries}, batch_size=self.batch_size, device=self.device)
+
+    @property
+    def render_fps(self) -> float | None:
+        """Simulated steps per second of the task (gymnasium's ``render_fps``), if it says."""
+        return self._envs[0].metadata.get("render_fps")
+
+    def render(self) -> torch.Tensor:
+        """Each copy's current frame, ``[num_envs, height, width, 3]`` uint8; the copies must be
+        made with ``env_kwargs={"render_mode": "rgb_array", ...}``."""
+        return torch.from_numpy(np.stack([env.render() for env in self._envs]))
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         for env in self._envs:

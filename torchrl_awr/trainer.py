@@ -34,6 +34,7 @@ from torchrl_awr.models import ObservationNormalizer
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore, batches_continue
 from torchrl_awr.updates import UpdateStep
+from torchrl_awr.video import EpisodeVideo
 
 
 @dataclass
@@ -109,6 +110,8 @@ class AWRTrainer:
         std_schedule: anneals the actor's fixed std with the samples collected; set before each
             weight sync, so every batch is collected with the std of its iteration's start.
         evaluator: runs the deterministic evaluation every ``config.eval_interval`` iterations.
+        video: records an episode after each evaluation (an
+            :class:`~torchrl_awr.video.EpisodeVideo`, which also sends it to ``logger``).
         logger: a TorchRL logger (CSV, TensorBoard, W&B, ...).
         checkpoint_path: where checkpoints go; ``save_buffer`` also dumps the replay buffer
             next to it so a resume continues with the same data.
@@ -131,6 +134,7 @@ class AWRTrainer:
         normalizer: ObservationNormalizer | None = None,
         std_schedule: ActionStdSchedule | None = None,
         evaluator: Evaluator | None = None,
+        video: EpisodeVideo | None = None,
         logger: Logger | None = None,
         checkpoint_path: str | Path | None = None,
         save_buffer: bool = False,
@@ -153,6 +157,7 @@ class AWRTrainer:
         self.normalizer = normalizer
         self.std_schedule = std_schedule
         self.evaluator = evaluator
+        self.video = video
         self.logger = logger
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.save_buffer = save_buffer
@@ -325,6 +330,9 @@ class AWRTrainer:
                         with timer("eval"):
                             self.last_eval = self.evaluator()
                         metrics.update(self.last_eval)
+                        if self.video is not None:
+                            with timer("video"):
+                                self.video(self.frames, self.logger)
                     # Wall time is closed before saving, so the checkpoint and the log agree; the
                     # save itself is counted in the next iteration's wall time.
                     now = time.perf_counter()
@@ -350,6 +358,15 @@ class AWRTrainer:
             finally:
                 bar.close()
         return self.history
+
+    def shutdown(self) -> None:
+        """Stops the collector's workers, closes the video's environment and finishes the
+        logger's run (a W&B run is marked finished, a TensorBoard file flushed)."""
+        self.collector.shutdown()
+        if self.video is not None:
+            self.video.close()
+        if self.logger is not None:
+            self.logger.close()
 
     def _due(self, interval: int, last: bool) -> bool:
         """Whether a periodic task (every ``interval`` iterations, and at the end) runs now."""

@@ -89,36 +89,20 @@ def test_interpolate():
     assert learning.interpolate(steps, values, 50) is None
 
 
-def test_learning_runs_resume_and_report(tmp_path):
+def test_learning_runs_resume_and_report(tmp_path, capsys):
+    """The command's entry point in this process; each run it launches is the recipe's command."""
     overrides = [arg for o in SMALL for arg in ("--override", o)]
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "learning.py"),
-        "run",
-        "--tasks",
-        "hopper",
-        "--seeds",
-        "0",
-        "--jobs",
-        "1",
-        "--root",
-        str(tmp_path),
-        *overrides,
-    ]
-    first = subprocess.run([*command, "--frames", "512"], capture_output=True, text=True, timeout=300)
-    assert "hopper seed 0: exit 0" in first.stdout, first.stdout + first.stderr
+    command = ["run", "--tasks", "hopper", "--seeds", "0", "--jobs", "1", "--root", str(tmp_path), *overrides]
+    learning.main([*command, "--frames", "512"])
+    assert capsys.readouterr().out.startswith("hopper seed 0: exit 0"), (tmp_path / "hopper" / "seed0.log").read_text()
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 512
     assert learning.launch(tmp_path, "hopper", 0, 512, []) == "hopper seed 0: already at 512 samples"
-    longer = subprocess.run(
-        [*command, "--frames", "768", "--figure", str(tmp_path / "fig.png")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "exit 0" in longer.stdout, longer.stdout + longer.stderr
+    learning.main([*command, "--frames", "768", "--figure", str(tmp_path / "fig.png")])
+    longer = capsys.readouterr().out
+    assert "exit 0" in longer, (tmp_path / "hopper" / "seed0.log").read_text()
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768  # resumed, not restarted
     assert "resume=" in (tmp_path / "hopper" / "seed0.log").read_text()
-    assert "| hopper | 1 |" in longer.stdout
+    assert "| hopper | 1 |" in longer
     assert (tmp_path / "fig.png").stat().st_size > 0
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)

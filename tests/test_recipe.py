@@ -155,8 +155,8 @@ def test_resume_restores_buffer(trained_run, tmp_path):
 
 
 def test_command_line_run_and_resume(tmp_path):
-    """The real command, with the default compiled updates; a resume that names only the
-    checkpoint keeps the run's settings."""
+    """The real command, with the default compiled updates; a resume keeps the run's settings
+    but for the ones it names."""
     out = tmp_path / "cli"
     result = run_command(
         tmp_path,
@@ -187,12 +187,15 @@ def test_command_line_run_and_resume(tmp_path):
         assert chatter not in result.stdout + result.stderr
     assert (out / "checkpoint.pt").is_file() and (out / "learning_curve.png").is_file()
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512]
-    result = run_command(tmp_path, f"resume={out / 'checkpoint.pt'}", "collector.total_frames=768", small=False)
+    result = run_command(
+        tmp_path, f"resume={out / 'checkpoint.pt'}", "collector.total_frames=768", "train.compile=false", small=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [step for step, _ in read_csv(out, "frames")] == [256, 512, 768]
     assert load_checkpoint(out / "checkpoint.pt")["counters"]["iteration"] == 3
     saved = (out / "config.yaml").read_text()
-    assert "name: Hopper-v5" in saved and "total_frames: 768" in saved and "num_envs: 2" in saved
+    assert "name: Hopper-v5" in saved and "num_envs: 2" in saved and "type: multi_sync" in saved
+    assert "total_frames: 768" in saved and "compile: false" in saved
 
 
 # ---------------------------------------------------------------- collectors and storages

@@ -190,3 +190,13 @@ def test_takeoff_names_each_runs_first_evaluation_over_the_threshold(tmp_path):
         "| hopper | 0 | 200 | 1200 | 300 | – | 0.40 | – |",
         "| hopper | 1 | never | 500 | 300 | 1000 | – | – |",
     ]
+
+
+def test_video_cost_reports_each_task(capsys):
+    video_cost = load_script(ROOT / "benchmarks" / "video_cost.py")
+    video_cost.main(["--tasks", "hopper", "--size", "32", "24", "--frames", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "32x24 frames, MUJOCO_GL=egl"
+    task, ms, frame_skip, frames, seconds = (cell.strip() for cell in lines[3].strip("|").split("|"))
+    assert (task, frame_skip, frames) == ("hopper", "4", "251")  # 1000 steps: the first state, every 4th, the last
+    assert float(ms) > 0 and float(seconds) == pytest.approx(251 * float(ms) / 1e3, abs=0.06)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -65,6 +66,27 @@ def test_an_episode_is_recorded_at_every_skipped_step_and_its_ends():
     assert frames.shape == (2 + (length - 1) // 5, 24, 32, 3) and frames.dtype == torch.uint8
     assert torch.equal(recorder.record(), frames)
     recorder.close()
+
+
+def test_a_closed_recorder_leaves_the_next_ones_frames_alone():
+    """Gymnasium's close left a renderer's GPU buffers to the garbage collector, which freed them
+    in the next renderer's context: that one's frames froze."""
+
+    def recorder() -> EpisodeVideo:
+        made = make_video(compose_config(*VIDEO), None, "unused", 0)
+        made.policy = make_awr_actor(11, made.env.action_spec_unbatched, hidden_sizes=(8,))
+        return made
+
+    first = recorder()
+    first.record()
+    first.close()
+    second = recorder()
+    before = second.record()
+    del first
+    gc.collect()
+    after = second.record()
+    second.close()
+    assert (before[0] != before[-1]).any() and torch.equal(after, before)
 
 
 def test_evaluate_records_a_video_of_a_run(tmp_path):

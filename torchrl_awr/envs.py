@@ -65,7 +65,8 @@ class GymnasiumBatchEnv(EnvBase):
     of the collection time on Hopper. Observations and rewards are float32; discrete actions
     are one-hot, as ``GymEnv``'s. The tasks' numeric ``info`` entries (``x_velocity``, reward
     terms, ...) are written beside the observation when ``keep_info`` (zeros where a reset or
-    step does not report one). ``set_seed(s)`` resets copy ``i`` with seed ``s + i``.
+    step does not report one). ``set_seed(s)`` resets copy ``i`` with seed ``s + i``. MuJoCo's
+    warnings about gymnasium's own model files are not printed (:data:`KNOWN_MODEL_WARNINGS`).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class GymnasiumBatchEnv(EnvBase):
         if num_envs < 1:
             raise ValueError(f"GymnasiumBatchEnv: num_envs must be >= 1, got {num_envs}.")
         check_env_name(env_name)
+        quiet_known_model_warnings()
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         env_kwargs = dict(env_kwargs or {})
         try:
@@ -198,8 +200,19 @@ class GymnasiumBatchEnv(EnvBase):
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         for env in self._envs:
+            _free_mujoco_render_context(env)
             env.close()
         super().close(raise_if_closed=raise_if_closed)
+
+
+def _free_mujoco_render_context(env: gym.Env) -> None:
+    """Frees a MuJoCo renderer's GPU buffers while its own OpenGL context is current. Gymnasium's
+    ``close`` frees only the context; the buffers were freed later by the garbage collector, in
+    whatever context was current then, which deleted another renderer's buffers (its frames froze)."""
+    viewer = getattr(getattr(env.unwrapped, "mujoco_renderer", None), "viewer", None)
+    if viewer is not None and hasattr(viewer, "make_context_current"):
+        viewer.make_context_current()
+        viewer.con.free()
 
 
 # MuJoCo warnings about gymnasium's own model files, which only gymnasium can fix.
@@ -234,10 +247,8 @@ def make_env(
     with ``episode_reward`` tracking each copy's running return.
 
     ``env_kwargs`` go to ``gym.make`` (e.g. ``{"include_cfrc_ext_in_observation": False}`` for
-    Ant-v5). The tasks' per-step ``info`` entries are dropped unless ``keep_info``. MuJoCo's
-    warnings about gymnasium's own model files are not printed (:data:`KNOWN_MODEL_WARNINGS`).
+    Ant-v5). The tasks' per-step ``info`` entries are dropped unless ``keep_info``.
     """
-    quiet_known_model_warnings()
     env = TransformedEnv(
         GymnasiumBatchEnv(env_name, num_envs, env_kwargs=env_kwargs, keep_info=keep_info, device=device),
         RewardSum(),

@@ -195,8 +195,10 @@ def test_partial_writes_are_cleaned_up_on_start(tmp_path):
     run_recipe(run_dir, "collector.total_frames=256", "eval.interval=0")
     (run_dir / "checkpoint.pt.tmp").write_bytes(b"half")
     (run_dir / "checkpoint.pt.buffer.tmp").mkdir()
+    (run_dir / "videos").mkdir()
+    (run_dir / "videos" / "512.mp4.tmp").write_bytes(b"half")  # a run killed while writing a video
     run_recipe(run_dir, "collector.total_frames=512", f"resume={run_dir / 'checkpoint.pt'}")
-    assert not list(run_dir.glob("*.tmp"))
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob("videos/*.tmp"))
 
 
 # ---------------------------------------------------------------- full disks

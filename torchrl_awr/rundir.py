@@ -60,9 +60,10 @@ def check_new_run_dir(run_dir: str | Path, checkpoint_name: str = "checkpoint.pt
 
 
 def remove_partial_writes(run_dir: str | Path) -> list[Path]:
-    """Deletes what an interrupted save left behind (``*.tmp``, ``*.old``); returns what it removed."""
+    """Deletes what an interrupted save left behind (``*.tmp``, ``*.old``, in the run directory and
+    its ``videos``); returns what it removed."""
     removed = []
-    for path in Path(run_dir).glob("*"):
+    for path in [*Path(run_dir).glob("*"), *Path(run_dir).glob("videos/*")]:
         if path.suffix in (".tmp", ".old"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             removed.append(path)

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py --task hopper --iterations 30
     python benchmarks/throughput.py --task hopper --collectors multi_sync ray   # both, one process
     python benchmarks/throughput.py --smoke            # tiny, for CI: checks that it works
+    python benchmarks/throughput.py --task humanoid --device cuda --override collector.num_workers=14
 
 The trainer runs ``--iterations`` AWR iterations with the recipe's default config (plus any
 Hydra-style ``--override key=value``), measured after a warm-up (``--warmup``; by default until
@@ -137,18 +138,26 @@ UPDATE_FLOOR_KINDS = ("eager", "compiled", "fused", "fused_x4")
 GROUP = {"fused_x4": 4}  # steps per compiled call
 
 
-def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, mode: str) -> float:
+def synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work, so that a timer reads the work done (CUDA is asynchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _update_floor(
+    steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kind: str, mode: str, device: torch.device
+) -> float:
     """Seconds for ``steps`` SGD (momentum 0.9) steps of a plain-PyTorch loss on pre-made minibatches.
 
     ``mode``: ``eager``; ``compiled`` (loss and backward compiled, ``optimizer.step()`` eager);
     ``fused`` (forward, ``torch.func.grad`` and the SGD update in one compiled graph);
     ``fused_x4`` (four such steps, one after the other, in one compiled graph).
     """
-    net = make_mlp(obs_dim, hidden, out_dim)
+    net = make_mlp(obs_dim, hidden, out_dim).to(device)
     batches = 64
-    obs = torch.randn(batches, 256, obs_dim)
-    target = torch.randn(batches, 256, out_dim)
-    weight = torch.rand(batches, 256)
+    obs = torch.randn(batches, 256, obs_dim, device=device)
+    target = torch.randn(batches, 256, out_dim, device=device)
+    weight = torch.rand(batches, 256, device=device)
 
     def loss_of(out, t, w):
         if kind == "critic":
@@ -191,32 +200,40 @@ def _update_floor(steps: int, obs_dim: int, out_dim: int, hidden, lr: float, kin
 
     for i in range(3):
         update(*steps_at(i))
+    synchronize(device)
     tic = time.perf_counter()
     for i in range(math.ceil(steps / group)):
         update(*steps_at(i))
+    synchronize(device)
     return time.perf_counter() - tic
 
 
-def measure_value_floor(buffer_sizes: list[int], obs_dim: int, hidden) -> float:
+def measure_value_floor(buffer_sizes: list[int], obs_dim: int, hidden, device: torch.device) -> float:
     """Seconds for the critic passes over the buffer no AWR iteration can skip: two per iteration
     (targets before the critic phase, advantages after it), at each iteration's buffer size,
     each pass in chunks of ``VALUE_CHUNK_ROWS`` rows (twice as fast as one call on CPU)."""
-    net = make_mlp(obs_dim, hidden, 1)
-    obs = torch.randn(max(buffer_sizes), obs_dim)
+    net = make_mlp(obs_dim, hidden, 1).to(device)
+    obs = torch.randn(max(buffer_sizes), obs_dim, device=device)
     with torch.no_grad():
         net(obs[:256])
+        synchronize(device)
         tic = time.perf_counter()
         for size in buffer_sizes:
             for _ in range(2):
                 torch.cat([net(rows) for rows in obs[:size].split(VALUE_CHUNK_ROWS)])
+        synchronize(device)
     return time.perf_counter() - tic
 
 
-def measure_update_floor(critic_steps, actor_steps, obs_dim, act_dim, hidden, modes=UPDATE_FLOOR_KINDS) -> dict:
-    """Per network: seconds of the fastest mode, and every mode's seconds."""
+def measure_update_floor(
+    critic_steps, actor_steps, obs_dim, act_dim, hidden, device: torch.device, modes=UPDATE_FLOOR_KINDS
+) -> dict:
+    """Per network, on ``device``: seconds of the fastest mode, and every mode's seconds."""
     best, all_modes = {}, {}
     for kind, steps, out_dim in (("critic", critic_steps, 1), ("actor", actor_steps, act_dim)):
-        all_modes[kind] = {mode: _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, mode) for mode in modes}
+        all_modes[kind] = {
+            mode: _update_floor(steps, obs_dim, out_dim, hidden, 1e-4, kind, mode, device) for mode in modes
+        }
         best[kind] = min(all_modes[kind].values())
     return best, all_modes
 
@@ -238,11 +255,19 @@ def main(argv=None) -> dict:
         default=None,
         help="collector types to measure one after the other with the same settings (e.g. multi_sync ray)",
     )
+    parser.add_argument("--device", default=None, help="the learner's device (the recipe's device=); floors too")
+    parser.add_argument(
+        "--floor-modes",
+        nargs="+",
+        default=list(UPDATE_FLOOR_KINDS),
+        choices=UPDATE_FLOOR_KINDS,
+        help="update-floor modes to time (each compiled one compiles twice); the floor is the fastest",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the harness")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--run-dir", default="/tmp/awr_throughput")
     args = parser.parse_args(argv)
-    overrides = list(args.override)
+    overrides = list(args.override) + ([f"device={args.device}"] if args.device else [])
     if args.smoke:
         args.iterations = 1
         overrides += [
@@ -270,6 +295,7 @@ def main(argv=None) -> dict:
     act_dim = spec_env.action_spec.shape[-1]
     spec_env.close()
     hidden = list(cfg.model.hidden_sizes)
+    device = resolve_device(cfg.device)
     raw_env = gym.make(cfg.env.name, **env_kwargs(cfg))
     env_floor = measure_env_floor(raw_env, trainer["frames"], obs_dim, act_dim, hidden)
     update_floor, update_floor_modes = measure_update_floor(
@@ -278,15 +304,16 @@ def main(argv=None) -> dict:
         obs_dim,
         act_dim,
         hidden,
-        modes=("eager",) if args.smoke else UPDATE_FLOOR_KINDS,
+        device,
+        modes=("eager",) if args.smoke else args.floor_modes,
     )
-    value_floor = measure_value_floor(trainer["buffer_sizes"], obs_dim, hidden)
+    value_floor = measure_value_floor(trainer["buffer_sizes"], obs_dim, hidden, device)
     floor = env_floor + value_floor + sum(update_floor.values())
     scale = 1e6 / trainer["frames"]
     extra = sum(trainer["extra_seconds_per_million"].values())
     result = {
         "task": cfg.env.name,
-        "device": str(resolve_device(cfg.device)),
+        "device": str(device),
         "threads": cfg.threads,
         "iterations": args.iterations,
         "warmup_iterations": warmup,

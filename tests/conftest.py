@@ -22,6 +22,11 @@ CRITIC_W = (0.5, -1.0, 2.0)
 CRITIC_B = 0.25
 
 
+# Every available device: a CUDA case runs where a GPU is (benchmarks/gpu_check.sh) and skips elsewhere.
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

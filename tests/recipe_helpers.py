@@ -105,8 +105,8 @@ def assert_time_ordered(store) -> None:
 def actor_matches_batch(actor, batch) -> float:
     """Largest gap between the locs the collector's policy wrote and this actor's on the same inputs."""
     with torch.no_grad():
-        mine = actor(batch.select("observation").clone())
-    return (mine["loc"] - batch["loc"]).abs().max().item()
+        mine = actor(batch.select("observation").to(builders.module_device(actor)))
+    return (mine["loc"].cpu() - batch["loc"].cpu()).abs().max().item()
 
 
 class ProbedTrainer(AWRTrainer):

@@ -30,13 +30,8 @@ from torchrl_awr.store import (
 )
 from torchrl_awr.targets import ADVANTAGE_EPS
 
-from conftest import box_spec, linear_critic
+from conftest import DEVICES, box_spec, linear_critic
 from test_targets import GAMMA, LMBDA, OBS_DIM, random_steps, reference_returns, value_of
-
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
-]
 
 
 def awr_loss(obs_key: str = "observation") -> AWRLoss:

@@ -10,6 +10,8 @@ from torch import nn
 from torchrl_awr import updates
 from torchrl_awr.updates import UpdateStep, fusable_sgd
 
+from conftest import DEVICES
+
 
 class Regression(nn.Module):
     """Two layers, so that two param groups can be given different settings."""
@@ -47,9 +49,11 @@ def batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.randn(8, 3, generator=generator), torch.randn(8, 1, generator=generator)) for _ in range(n)]
 
 
-def reference_training(settings: dict, data) -> tuple[Regression, torch.optim.SGD, list[torch.Tensor]]:
+def reference_training(
+    settings: dict, data, device: str = "cpu"
+) -> tuple[Regression, torch.optim.SGD, list[torch.Tensor]]:
     """Plain PyTorch: loss, backward, optimizer.step()."""
-    module = Regression()
+    module = Regression().to(device)
     optimizer = sgd(module, **settings)
     diagnostics = []
     for x, y in data:
@@ -69,10 +73,11 @@ def reference_training(settings: dict, data) -> tuple[Regression, torch.optim.SG
         ({"momentum": 0.0, "maximize": True}, True),
     ],
 )
-def test_step_matches_torch_sgd(settings, compile_step):
-    data = batches(5)
-    want_module, want_optimizer, want_diagnostics = reference_training(settings, data)
-    module = Regression()
+@pytest.mark.parametrize("device", DEVICES)
+def test_step_matches_torch_sgd(settings, compile_step, device):
+    data = [(x.to(device), y.to(device)) for x, y in batches(5)]
+    want_module, want_optimizer, want_diagnostics = reference_training(settings, data, device)
+    module = Regression().to(device)
     optimizer = sgd(module, **settings)
     step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=compile_step)
     assert step.fused == compile_step

@@ -279,14 +279,20 @@ def env_maker(cfg: DictConfig) -> functools.partial:
 
 
 def make_collector(cfg: DictConfig, actor, device: torch.device):
-    """A TorchRL collector over batched envs; it runs until the trainer stops it."""
+    """A TorchRL collector over batched envs; it runs until the trainer stops it.
+
+    The environments, the collection policy and the batches stay on the CPU whatever ``device``
+    the learner uses: for a CUDA learner TorchRL's collector keeps a CPU copy of the actor, whose
+    weights ``update_policy_weights_()`` copies from the learner's, and the trainer moves each
+    batch to ``device`` through pinned memory. Worker processes then need no CUDA context.
+    """
     policy = make_collection_policy(actor)
     env_fn = functools.partial(env_maker(cfg), num_envs=cfg.env.num_envs)
     common = dict(
         frames_per_batch=cfg.collector.frames_per_batch,
         total_frames=-1,
-        storing_device=device,
-        policy_device=device,
+        storing_device="cpu",
+        policy_device="cpu",
         auto_register_policy_transforms=False,
     )
     if cfg.collector.type == "single":
@@ -355,11 +361,18 @@ def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> 
     )
 
 
+def module_device(module: torch.nn.Module | None) -> torch.device:
+    """Where a module's parameters are (the CPU for none)."""
+    parameter = next(module.parameters(), None) if module is not None else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def make_evaluator(cfg: DictConfig, actor) -> Evaluator | None:
+    """Evaluation on envs of its own, whose tensors live where the actor does."""
     if not cfg.eval.interval:
         return None
     num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
-    env = env_maker(cfg)(num_envs=num_envs, seed=cfg.seed + 10_000)
+    env = env_maker(cfg)(num_envs=num_envs, seed=cfg.seed + 10_000, device=module_device(actor))
     return Evaluator(env, actor, num_episodes=cfg.eval.episodes, max_episode_steps=max_episode_steps(cfg.env.name))
 
 
@@ -371,7 +384,7 @@ def make_video(cfg: DictConfig, actor, directory: Path, seed: int) -> EpisodeVid
     kwargs = {**env_kwargs(cfg), "render_mode": "rgb_array"}
     if is_mujoco(cfg.env.name):
         kwargs["width"], kwargs["height"] = cfg.eval.video_size
-    env = GymnasiumBatchEnv(cfg.env.name, 1, env_kwargs=kwargs)
+    env = GymnasiumBatchEnv(cfg.env.name, 1, env_kwargs=kwargs, device=module_device(actor))
     try:
         return EpisodeVideo(
             env, actor, directory, fps=cfg.eval.video_fps, max_episode_steps=max_episode_steps(cfg.env.name), seed=seed

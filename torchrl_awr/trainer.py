@@ -75,7 +75,10 @@ class AWRTrainerConfig:
 
 
 class PhaseTimer:
-    """Wall time per named phase of one iteration, summed over its calls, as ``time/<phase>``."""
+    """Wall time per named phase of one iteration, summed over its calls, as ``time/<phase>``.
+
+    Each phase ends by reading a result on the host (a loss mean, a target statistic, a
+    count), so on CUDA a phase's time includes the device work it queued."""
 
     def __init__(self):
         self.times: dict[str, float] = {}
@@ -208,6 +211,7 @@ class AWRTrainer:
     def _take_in(self, batch: TensorDictBase) -> dict[str, float]:
         """Adds the batch to the store (which checks its keys), counts its returns and feeds the
         normaliser."""
+        batch = self._to_device(batch)
         new_frames = self.store.extend(batch)
         metrics = self._train_returns(batch)
         if self.normalizer is not None and not self.normalizer.frozen:
@@ -230,6 +234,15 @@ class AWRTrainer:
         if self.normalizer is not None:
             metrics["normalizer_samples"] = self.normalizer.count.item()
         return metrics
+
+    def _to_device(self, batch: TensorDictBase) -> TensorDictBase:
+        """A batch collected elsewhere (the CPU, for a CUDA learner) on the learner's device,
+        copied from pinned memory without waiting for the copy."""
+        if batch.device == self.device:
+            return batch
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
 
     def _compute_targets(self) -> dict[str, float]:
         gamma, lmbda = self.loss_module.td_lambda_parameters()

@@ -212,7 +212,7 @@ class UpdateStep:
                 buffers.append([state["momentum_buffer"] for state in states])
             else:
                 buffers.append([])
-            lrs.append(torch.as_tensor(group["lr"], dtype=torch.float32))
+            lrs.append(torch.as_tensor(group["lr"], dtype=torch.float32, device=group["params"][0].device))
         settings = tuple(
             (group["momentum"], group["nesterov"], group["weight_decay"], group["maximize"])
             for group in self.optimizer.param_groups

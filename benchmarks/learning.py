@@ -9,6 +9,8 @@
     python benchmarks/learning.py evaluate --tasks hopper --seeds 0 1 2 3 4 --episodes 32
     # when each run's evaluation first reached a return (e.g. Hopper's stable gait)
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
+    # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
+    python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,6 +57,40 @@ ORIGINAL_HOURS_PER_MILLION = {
     "lunarlander": 1.09,
 }
 MILESTONES = (250_000, 500_000, 1_000_000)
+# The original's test return of each of its runs at 1M / 2M / 5M samples (../shared/awr_reference.md).
+ORIGINAL_RUNS = {
+    "halfcheetah": {
+        1_000_000: (3997, 3357, 4027, 4244, 4150),
+        2_000_000: (5178, 4850, 5501, 5815, 5597),
+        5_000_000: (7574, 7877, 7562, 7966, 7547),
+    },
+    "hopper": {
+        1_000_000: (3263, 3407, 3343, 3290),
+        2_000_000: (3310, 3372, 3535, 3543),
+        5_000_000: (3519, 3500, 2399, 3654),
+    },
+    "walker2d": {
+        1_000_000: (2643, 831, 1157, 1362, 2890),
+        2_000_000: (4435, 3910, 3653, 4494, 4314),
+        5_000_000: (5294, 4880, 4763, 5350, 4817),
+    },
+    "ant": {
+        1_000_000: (1158, 1471, 1121, 1195, 1248),
+        2_000_000: (1484, 1407, 1131, 1099, 1255),
+        5_000_000: (2727, 2711, 2344, 2001, 2164),
+    },
+    "humanoid": {
+        1_000_000: (732, 694, 630, 636, 649),
+        2_000_000: (947, 4130, 872, 963, 813),
+        5_000_000: (2917, 5543, 5299, 3403, 5341),
+    },
+    "lunarlander": {
+        1_000_000: (228, 220, 224, 236, 224),
+        2_000_000: (227, 227, 219, 225, 221),
+        5_000_000: (239, 243, 234, 237, 235),
+    },
+}
+BUDGETS = (1_000_000, 2_000_000, 5_000_000)
 
 
 def run_dir(root: Path, task: str, seed: int) -> Path:
@@ -288,6 +325,58 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, over
     return "\n".join(rows)
 
 
+def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[float]:
+    """The evaluation return of each run whose curve reaches ``samples`` (interpolated there)."""
+    values = [interpolate(*read_scalar(run_dir(root, task, seed), EVAL_RETURN), samples) for seed in seeds]
+    return [value for value in values if value is not None]
+
+
+def stats_table(
+    root: Path, tasks: list[str], seeds: list[int], budgets=BUDGETS, reps: int = 20_000, seed: int = 0
+) -> str:
+    """Per task and budget, with rliable: our runs' mean with its 95 % percentile-bootstrap CI,
+    their interquartile mean, and the probability that one of our runs beats one of the
+    original's (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI. A budget a
+    run's curve does not reach leaves that run out; the bootstrap's RNG is seeded with ``seed``."""
+    import numpy as np
+    from rliable import library, metrics
+
+    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)  # arch's, about rliable's call
+
+    rows = [
+        "| task | samples | n | ours: mean [95 % CI] | ours: IQM | original: mean ± sd (n) | P(ours > original) [95 % CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        for budget in budgets:
+            ours = returns_at(root, task, seeds, budget)
+            if not ours:
+                continue
+            scores = np.array(ours, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
+            random_state = np.random.RandomState(seed)
+            means, intervals = library.get_interval_estimates(
+                {"ours": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
+            )
+            low, high = intervals["ours"][:, 0]
+            iqm = metrics.aggregate_iqm(scores)
+            original = ORIGINAL_RUNS.get(task, {}).get(budget)
+            if original:
+                theirs = np.array(original, dtype=float)[:, None]
+                probability, interval = library.get_interval_estimates(
+                    {"p": [scores, theirs]}, metrics.probability_of_improvement, reps=reps, random_state=random_state
+                )
+                p_low, p_high = interval["p"][:, 0]
+                original_text = f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f} ({len(original)})"
+                p_text = f"{float(probability['p']):.2f} [{p_low:.2f}, {p_high:.2f}]" if len(ours) > 1 else "–"
+            else:
+                original_text, p_text = "–", "–"
+            rows.append(
+                f"| {task} | {budget / 1e6:g}M | {len(ours)} | {float(means['ours']):.0f} [{low:.0f}, {high:.0f}] "
+                f"| {iqm:.0f} | {original_text} | {p_text} |"
+            )
+    return "\n".join(rows)
+
+
 def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) -> None:
     """Copies the logs the report reads (small CSVs) of every run to ``destination``."""
     for task in tasks:
@@ -303,7 +392,7 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff"))
+    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff", "stats"))
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -315,6 +404,7 @@ def main(argv=None) -> None:
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
+    parser.add_argument("--reps", type=int, default=20_000, help="bootstrap resamples (stats)")
     parser.add_argument("--early", type=float, default=200_000, help="samples for the diagnostics (takeoff)")
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -329,6 +419,12 @@ def main(argv=None) -> None:
         return
     if args.command == "takeoff":
         print(takeoff(args.root, args.tasks, args.seeds, args.threshold, args.early))
+        return
+    if args.command == "stats":
+        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps)
+        print(table)
+        if args.table is not None:
+            args.table.write_text(table + "\n")
         return
     table = report(args.root, args.tasks, args.seeds, args.figure)
     print(table)

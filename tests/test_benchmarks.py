@@ -200,3 +200,23 @@ def test_video_cost_reports_each_task(capsys):
     task, ms, frame_skip, frames, seconds = (cell.strip() for cell in lines[3].strip("|").split("|"))
     assert (task, frame_skip, frames) == ("hopper", "4", "251")  # 1000 steps: the first state, every 4th, the last
     assert float(ms) > 0 and float(seconds) == pytest.approx(251 * float(ms) / 1e3, abs=0.06)
+
+
+def test_stats_gives_bootstrap_intervals_iqm_and_the_probability_of_beating_the_original(tmp_path, capsys):
+    """Three Walker2d runs, each over all five of the original's at 1M; one reaches 2M."""
+    for seed, (at_1m, at_2m) in enumerate(((3000, 4600), (3100, None), (3900, None))):
+        csv = tmp_path / "walker2d" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+        csv.parent.mkdir(parents=True)
+        rows = [(500_000, 500), (1_000_000, at_1m)] + ([(2_000_000, at_2m)] if at_2m else [])
+        csv.write_text("".join(f"{step},{value}\n" for step, value in rows))
+    learning.main(["stats", "--root", str(tmp_path), "--tasks", "walker2d", "--seeds", "0", "1", "2", "--reps", "500"])
+    header, _, one_m, two_m = capsys.readouterr().out.strip().splitlines()
+    assert header.count("|") == 8
+    cells = [cell.strip() for cell in one_m.strip("|").split("|")]
+    assert cells[:3] == ["walker2d", "1M", "3"] and cells[3].startswith("3333 [")
+    low, high = (float(x) for x in cells[3].split("[")[1].rstrip("]").split(","))
+    assert 3000 <= low <= 3333 <= high <= 3900
+    assert cells[4] == "3333"  # the IQM trims a quarter from each end: nothing, of three runs
+    assert cells[5] == "1777 ± 927 (5)" and cells[6] == "1.00 [1.00, 1.00]"  # every pair: ours above
+    cells = [cell.strip() for cell in two_m.strip("|").split("|")]
+    assert cells[:4] == ["walker2d", "2M", "1", "4600 [4600, 4600]"] and cells[6] == "–"  # one run: no P

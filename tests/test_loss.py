@@ -179,6 +179,36 @@ def test_weight_clipping_and_diagnostics():
     torch.testing.assert_close(out["loss_actor"], -(weight * log_prob).mean())
 
 
+@pytest.mark.parametrize(
+    "weighting,weight",
+    [
+        ("exp", [math.exp(-0.5), 1.0, 2.0]),  # exp(A / 2), e^1 clipped at 2
+        ("binary", [0.0, 0.0, 1.0]),  # 1[A > 0]: the tie at 0 counts as not better
+        (
+            "softmax",  # 3 softmax(A / 2): exp(-0.5), 1, e over their sum, times 3
+            [3 * w / (math.exp(-0.5) + 1 + math.e) for w in (math.exp(-0.5), 1.0, math.e)],
+        ),
+    ],
+)
+def test_each_weighting_gives_its_exact_weights(weighting, weight):
+    out = hand_loss(beta=2.0, max_weight=2.0, weighting=weighting)(hand_batch())
+    weight = torch.tensor(weight, dtype=torch.float64)
+    close(out["loss_actor"], -(weight * hand_log_prob()).mean())
+    close(out["weight_mean"], weight.mean())
+    close(out["weight_max"], weight.max())
+    close(out["weight_ess"], weight.sum() ** 2 / (3 * weight.pow(2).sum()))
+    assert out["weight_clip_fraction"].item() == pytest.approx(1 / 3 if weighting == "exp" else 0.0)
+
+
+def test_softmax_weights_average_one_over_any_batch_shape():
+    data = hand_batch().expand(2, 3).clone()  # [2, 3]: normalised over all six samples
+    data["advantage"] = torch.tensor([[-1.0, 0.0, 2.0], [3.0, 0.5, -2.0]])
+    out = hand_loss(beta=1.0, weighting="softmax")(data)
+    assert out["weight_mean"].item() == pytest.approx(1.0, rel=1e-6)
+    softmax = torch.softmax(data["advantage"].reshape(-1).double(), 0) * 6
+    close(out["weight_max"], softmax.max())
+
+
 def test_weight_at_max_weight_is_not_counted_as_clipped():
     data = hand_batch()
     data["advantage"] = torch.tensor([0.0, 0.0, 1.0])  # raw weights 1, 1, e
@@ -599,6 +629,7 @@ def test_state_dict_round_trip():
         ({"max_weight": 0.0}, "max_weight"),
         ({"loss_critic_type": "huber"}, "l2, l1, smooth_l1"),
         ({"reduction": "max"}, "none, mean, sum"),
+        ({"weighting": "crr"}, "unknown weighting 'crr'; allowed: exp, binary, softmax"),
         ({"critic_coeff": -1.0}, "critic_coeff"),
         ({"action_bound_coeff": 1.0}, "action_low and action_high"),
         ({"action_bound_coeff": 1.0, "action_low": -1.0}, "action_low and action_high"),

@@ -310,6 +310,7 @@ BAD_SETTINGS = {
     ),
     "storage": (["buffer.storage=disk"], r"buffer.storage='disk' is not valid; choose one of: memory, memmap"),
     "optimizer": (["optim.name=rmsprop"], r"optim.name='rmsprop' is not valid; choose one of: sgd, adam"),
+    "weighting": (["loss.weighting=crr"], r"loss.weighting='crr' is not valid; choose one of: exp, binary, softmax"),
     "uneven batch": (["collector.frames_per_batch=250"], r"frames_per_batch \(250\) must be a multiple .* \(4\)"),
 }
 
@@ -437,6 +438,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(stop, tmp_path):
     # The iteration under way finished and was logged: checkpoint and log end on the same count.
     assert state["counters"]["frames"] == logged[-1][1]
     assert (out / "learning_curve.png").is_file()
+
+
+@pytest.mark.parametrize("weighting", ["exp", "binary", "softmax"])
+def test_the_weighting_setting_reaches_the_loss(weighting):
+    cfg = compose_config(f"loss.weighting={weighting}")
+    env = builders.env_maker(cfg)()
+    actor, critic, _ = builders.make_models(cfg, env, torch.device("cpu"))
+    assert builders.make_loss(cfg, actor, critic, env.action_spec).weighting == weighting
+    env.close()
 
 
 def test_missing_logger_package_is_named(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from torchrl_awr.envs import GymnasiumBatchEnv, check_env_name, is_mujoco, make_
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loggers import LOGGER_PACKAGES, LOGGERS, make_logger
+from torchrl_awr.loss import WEIGHTINGS
 from torchrl_awr.models import action_bounds
 from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
@@ -87,6 +88,7 @@ def validate_config(cfg: DictConfig) -> None:
     _choice("collector.type", cfg.collector.type, COLLECTORS)
     _choice("buffer.storage", cfg.buffer.storage, STORAGES)
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("loss.weighting", cfg.loss.weighting, WEIGHTINGS)
     _choice("logger.backend", cfg.logger.backend, LOGGERS)
     resolve_device(cfg.device)
     check_env_name(cfg.env.name)
@@ -236,6 +238,7 @@ def make_loss(cfg: DictConfig, actor, critic, action_spec) -> AWRLoss:
         critic,
         beta=cfg.loss.beta,
         max_weight=cfg.loss.max_weight,
+        weighting=cfg.loss.weighting,
         critic_coeff=0.5 / cfg.model.value_scale**2,
         loss_critic_type=cfg.loss.critic_type,
         action_bound_coeff=cfg.loss.action_bound_coeff,

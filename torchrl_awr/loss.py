@@ -27,6 +27,7 @@ from torchrl_awr.models import reshape_legacy_bounds
 from torchrl_awr.settings import check_settings
 
 LOSS_CRITIC_TYPES = ("l2", "l1", "smooth_l1")
+WEIGHTINGS = ("exp", "binary", "softmax")
 REDUCTIONS = ("none", "mean", "sum")
 
 
@@ -64,7 +65,7 @@ class AWRLoss(LossModule):
     r"""Advantage-Weighted Regression loss (Peng et al., 2019).
 
     The actor maximises :math:`w \log \pi(a|s)` with the constant weights
-    :math:`w = \min(\exp(A/\beta), w_{max})`; the critic regresses :math:`V(s)` on the value
+    :math:`w = \min(\exp(A/\beta), w_{max})` (or another ``weighting``); the critic regresses :math:`V(s)` on the value
     target. Both losses are returned, with detached diagnostics, by :meth:`forward`; a trainer
     that alternates critic and actor phases (as the original does) calls :meth:`critic_loss`
     and :meth:`actor_loss` separately so each phase only runs its own network.
@@ -81,7 +82,11 @@ class AWRLoss(LossModule):
 
     Keyword Args:
         beta (float): temperature of the exponentiated advantage. Must be > 0. Defaults to 1.0.
-        max_weight (float): upper clip of the weights. Must be > 0. Defaults to 20.0.
+        max_weight (float): upper clip of the ``"exp"`` weights. Must be > 0. Defaults to 20.0.
+        weighting (str): how advantages become weights. ``"exp"`` (default, AWR's):
+            :math:`\min(\exp(A/\beta), w_{max})`; ``"binary"`` (CRR's): :math:`1[A > 0]`;
+            ``"softmax"`` (AWAC's reference code): :math:`N \operatorname{softmax}(A/\beta)` over
+            the batch's :math:`N` samples, weights that average 1 within each batch.
         critic_coeff (float): multiplier of the critic regression loss. Defaults to 1.0.
         loss_critic_type (str): ``"l2"`` (default), ``"l1"`` or ``"smooth_l1"``.
         standardize_advantage (bool): standardize the advantage within each batch before
@@ -145,6 +150,7 @@ class AWRLoss(LossModule):
         *,
         beta: float = 1.0,
         max_weight: float = 20.0,
+        weighting: str = "exp",
         critic_coeff: float = 1.0,
         loss_critic_type: str = "l2",
         standardize_advantage: bool = False,
@@ -166,6 +172,8 @@ class AWRLoss(LossModule):
             raise ValueError(
                 f"AWRLoss: unknown loss_critic_type {loss_critic_type!r}; allowed: {', '.join(LOSS_CRITIC_TYPES)}."
             )
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"AWRLoss: unknown weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}.")
         if reduction not in REDUCTIONS:
             raise ValueError(f"AWRLoss: unknown reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}.")
         if action_bound_coeff > 0 and (action_low is None or action_high is None):
@@ -182,6 +190,7 @@ class AWRLoss(LossModule):
         self.actor_network = actor_network
         self.critic_network = critic_network
         self.loss_critic_type = loss_critic_type
+        self.weighting = weighting
         self.standardize_advantage = standardize_advantage
         self.check_finite = check_finite
         self.reduction = reduction
@@ -375,8 +384,7 @@ class AWRLoss(LossModule):
             _check_finite(keys.advantage, advantage)
         if self.standardize_advantage:
             advantage = (advantage - advantage.mean()) / (_population_std(advantage) + 1e-5)
-        raw_weight = torch.exp(advantage / self.beta)
-        weight = raw_weight.clamp(max=self.max_weight)
+        weight, clipped = self._weights(advantage)
 
         action = self._require(tensordict, keys.action, "the action taken, written by the policy")
         actor_input = tensordict.select(*self.actor_network.in_keys, strict=False)
@@ -403,7 +411,7 @@ class AWRLoss(LossModule):
             out.update(
                 weight_mean=weight.mean(),
                 weight_max=weight.max(),
-                weight_clip_fraction=(raw_weight > self.max_weight).float().mean(),
+                weight_clip_fraction=clipped.float().mean(),
                 weight_ess=weight.sum().pow(2) / (weight.pow(2).sum() * weight.numel()),
                 advantage_mean=advantage.mean(),
                 advantage_std=_population_std(advantage),
@@ -411,6 +419,16 @@ class AWRLoss(LossModule):
                 entropy=self._entropy(dist).mean(),
             )
         return TensorDict(out)
+
+    def _weights(self, advantage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``weighting``'s weights of ``advantage``, and which of them were clipped."""
+        if self.weighting == "binary":
+            return (advantage > 0).to(advantage.dtype), torch.zeros_like(advantage, dtype=torch.bool)
+        if self.weighting == "softmax":
+            weight = torch.softmax((advantage / self.beta).reshape(-1), 0).reshape(advantage.shape) * advantage.numel()
+            return weight, torch.zeros_like(advantage, dtype=torch.bool)
+        raw_weight = torch.exp(advantage / self.beta)
+        return raw_weight.clamp(max=self.max_weight), raw_weight > self.max_weight
 
     def critic_loss(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The critic's regression loss on the value target and its explained variance."""

@@ -11,6 +11,9 @@
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
     python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
+    # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points
+    python benchmarks/learning.py figure --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24 \
+        --figure docs/fresh_seeds.png
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
@@ -325,6 +328,88 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, over
     return "\n".join(rows)
 
 
+def rliable():
+    """rliable's ``library`` and ``metrics`` (the ``stats`` extra), with the warning arch gives
+    about the RNG argument rliable passes it silenced."""
+    from rliable import library, metrics
+
+    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+    return library, metrics
+
+
+def mean_curve(curves: list[tuple[list[float], list[float]]], grid, reps: int = 2000, seed: int = 0):
+    """At each point of ``grid`` (samples): the mean return of the runs whose curves reach it
+    (interpolated) with its 95 % percentile-bootstrap CI (rliable), and how many runs that is.
+    Returns four arrays: mean, low, high, n (NaN where no run reaches the point)."""
+    import numpy as np
+
+    library, metrics = rliable()
+    random_state = np.random.RandomState(seed)
+    mean, low, high, count = (np.full(len(grid), np.nan) for _ in range(4))
+    for i, at in enumerate(grid):
+        values = [v for v in (interpolate(steps, returns, at) for steps, returns in curves) if v is not None]
+        count[i] = len(values)
+        if not values:
+            continue
+        scores = np.array(values, dtype=float)[:, None]
+        estimate, interval = library.get_interval_estimates(
+            {"runs": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
+        )
+        mean[i] = float(estimate["runs"])
+        low[i], high[i] = interval["runs"][:, 0]
+    return mean, low, high, count
+
+
+def original_points(task: str) -> dict[int, tuple[float, float]]:
+    """The original's mean ± sd at each budget it published: 250k-2M from ORIGINAL, 5M from its runs."""
+    points = dict(ORIGINAL.get(task, {}))
+    runs = ORIGINAL_RUNS.get(task, {}).get(5_000_000)
+    if runs:
+        points[5_000_000] = (statistics.mean(runs), statistics.stdev(runs))
+    return points
+
+
+def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: int = 60, reps: int = 2000) -> None:
+    """Per task: our runs' mean evaluation return against samples with its 95 % bootstrap band
+    (shaded; the mean is drawn while at least two runs reach it), over the original's mean ± sd."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {task: [read_scalar(run_dir(root, task, seed), EVAL_RETURN) for seed in seeds] for task in tasks}
+    runs = {task: [curve for curve in curves if curve[0]] for task, curves in runs.items()}
+    tasks = [task for task in tasks if runs[task]]
+    if not tasks:
+        raise ValueError(f"No evaluation logs under {root} for tasks {tasks} and seeds {seeds}.")
+    columns = min(3, len(tasks))
+    fig, axes = plt.subplots(math.ceil(len(tasks) / columns), columns, figsize=(5 * columns, 3.6), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        curves = runs[task]
+        grid = np.linspace(min(c[0][0] for c in curves), max(c[0][-1] for c in curves), points)
+        mean, low, high, count = mean_curve(curves, grid, reps)
+        shown = count >= 2
+        ax.fill_between(grid[shown], low[shown], high[shown], alpha=0.25, label="ours: 95 % CI of the mean")
+        ax.plot(
+            grid[shown], mean[shown], lw=1.5, label=f"ours: mean of the runs reaching each point (of {len(curves)})"
+        )
+        reference = original_points(task)
+        if reference:
+            plot_reference(ax, reference, "original AWR (gym v2): mean ± sd")
+        ax.set_title(task)
+        ax.set_xlabel("samples")
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[float]:
     """The evaluation return of each run whose curve reaches ``samples`` (interpolated there)."""
     values = [interpolate(*read_scalar(run_dir(root, task, seed), EVAL_RETURN), samples) for seed in seeds]
@@ -339,10 +424,8 @@ def stats_table(
     original's (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI. A budget a
     run's curve does not reach leaves that run out; the bootstrap's RNG is seeded with ``seed``."""
     import numpy as np
-    from rliable import library, metrics
 
-    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)  # arch's, about rliable's call
-
+    library, metrics = rliable()
     rows = [
         "| task | samples | n | ours: mean [95 % CI] | ours: IQM | original: mean ± sd (n) | P(ours > original) [95 % CI] |",
         "|---|---|---|---|---|---|---|",
@@ -392,7 +475,7 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff", "stats"))
+    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff", "stats", "figure"))
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -404,7 +487,7 @@ def main(argv=None) -> None:
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
-    parser.add_argument("--reps", type=int, default=20_000, help="bootstrap resamples (stats)")
+    parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
     parser.add_argument("--early", type=float, default=200_000, help="samples for the diagnostics (takeoff)")
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -420,8 +503,13 @@ def main(argv=None) -> None:
     if args.command == "takeoff":
         print(takeoff(args.root, args.tasks, args.seeds, args.threshold, args.early))
         return
+    if args.command == "figure":
+        if args.figure is None:
+            parser.error("figure needs --figure PATH")
+        figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps or 2000)
+        return
     if args.command == "stats":
-        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps)
+        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000)
         print(table)
         if args.table is not None:
             args.table.write_text(table + "\n")

@@ -220,3 +220,40 @@ def test_stats_gives_bootstrap_intervals_iqm_and_the_probability_of_beating_the_
     assert cells[5] == "1777 ± 927 (5)" and cells[6] == "1.00 [1.00, 1.00]"  # every pair: ours above
     cells = [cell.strip() for cell in two_m.strip("|").split("|")]
     assert cells[:4] == ["walker2d", "2M", "1", "4600 [4600, 4600]"] and cells[6] == "–"  # one run: no P
+
+
+def test_mean_curve_is_the_runs_mean_where_they_reach():
+    curves = [([0, 100, 200], [0, 10, 20]), ([0, 100], [0, 30])]
+    mean, low, high, count = learning.mean_curve(curves, [50, 100, 150], reps=200)
+    assert list(count) == [2, 2, 1]
+    assert list(mean) == [10.0, 20.0, 15.0]  # (5 + 15) / 2, (10 + 30) / 2, the first run alone
+    assert low[1] <= 20 <= high[1] and low[2] == high[2] == 15
+
+
+def test_figure_draws_every_task_from_the_exported_logs(tmp_path):
+    for task in ("hopper", "ant"):
+        for seed in (0, 1):
+            csv = tmp_path / task / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+            csv.parent.mkdir(parents=True)
+            csv.write_text("".join(f"{step},{step / 1000 + seed}\n" for step in (100_000, 500_000, 1_000_000)))
+    out = tmp_path / "figure.png"
+    learning.main(
+        [
+            "figure",
+            "--root",
+            str(tmp_path),
+            "--tasks",
+            "hopper",
+            "ant",
+            "--seeds",
+            "0",
+            "1",
+            "--reps",
+            "100",
+            "--figure",
+            str(out),
+        ]
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="No evaluation logs"):
+        learning.figure(tmp_path, ["walker2d"], [0], out)

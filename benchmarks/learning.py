@@ -370,8 +370,8 @@ def original_points(task: str) -> dict[int, tuple[float, float]]:
 
 
 def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: int = 60, reps: int = 2000) -> None:
-    """Per task: our runs' mean evaluation return against samples with its 95 % bootstrap band
-    (shaded; the mean is drawn while at least two runs reach it), over the original's mean ± sd."""
+    """Per task: our runs' mean evaluation return against samples, with its 95 % bootstrap band
+    where at least two runs reach the point, over the original's mean ± sd."""
     import matplotlib
     import numpy as np
 
@@ -389,11 +389,9 @@ def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: i
         curves = runs[task]
         grid = np.linspace(min(c[0][0] for c in curves), max(c[0][-1] for c in curves), points)
         mean, low, high, count = mean_curve(curves, grid, reps)
-        shown = count >= 2
-        ax.fill_between(grid[shown], low[shown], high[shown], alpha=0.25, label="ours: 95 % CI of the mean")
-        ax.plot(
-            grid[shown], mean[shown], lw=1.5, label=f"ours: mean of the runs reaching each point (of {len(curves)})"
-        )
+        several = count >= 2
+        ax.fill_between(grid[several], low[several], high[several], alpha=0.25, label="ours: 95 % CI of the mean")
+        ax.plot(grid, mean, lw=1.5, label=f"ours: mean of the runs reaching each point (of {len(curves)})")
         reference = original_points(task)
         if reference:
             plot_reference(ax, reference, "original AWR (gym v2): mean ± sd")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches, here, the wheels benchmarks/gpu_check.sh installs on the GPU machine (Python 3.12, a
 # CUDA PyTorch, no network): the packages this project needs that its image lacks, at the
-# versions CI tests. They go to .whl/ (ignored by git: add "/.whl/" to .git/info/exclude), which
+# versions CI tests. They go to .whl/ (ignored by git), which
 # the device tool carries (carry: [".whl"]).
 #
 #     bash benchmarks/gpu_wheels.sh

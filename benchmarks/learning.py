@@ -192,27 +192,22 @@ def report(root: Path, tasks: list[str], seeds: list[int], figure: Path | None) 
     return table
 
 
-def _plot(curves: dict, path: Path) -> None:
+def task_panels(tasks: list[str], path: Path, draw, ylabel: str) -> None:
+    """One panel per task (three to a row), drawn by ``draw(ax, task)``, with the shared axes,
+    grid and legend; saved as a PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [task for task, runs in curves.items() if runs]
-    if not tasks:
-        return
     columns = min(3, len(tasks))
     rows = math.ceil(len(tasks) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        for seed, steps, values in curves[task]:
-            ax.plot(steps, values, lw=1, label=f"ours, seed {seed}")
-        reference = ORIGINAL.get(task, {})
-        if reference:
-            plot_reference(ax, reference, "original AWR (gym v2)")
+        draw(ax, task)
         ax.set_title(task)
         ax.set_xlabel("samples")
-        ax.set_ylabel("eval return (32 episodes)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(tasks) :]:
@@ -221,6 +216,22 @@ def _plot(curves: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot(curves: dict, path: Path) -> None:
+    """Every run's curve, per task, over the original's published points."""
+    tasks = [task for task, runs in curves.items() if runs]
+    if not tasks:
+        return
+
+    def draw(ax, task):
+        for seed, steps, values in curves[task]:
+            ax.plot(steps, values, lw=1, label=f"ours, seed {seed}")
+        reference = ORIGINAL.get(task, {})
+        if reference:
+            plot_reference(ax, reference, "original AWR (gym v2)")
+
+    task_panels(tasks, path, draw, "eval return (32 episodes)")
 
 
 TAKEOFF_DIAGNOSTICS = ("weight_ess", "explained_variance")
@@ -372,20 +383,15 @@ def original_points(task: str) -> dict[int, tuple[float, float]]:
 def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: int = 60, reps: int = 2000) -> None:
     """Per task: our runs' mean evaluation return against samples, with its 95 % bootstrap band
     where at least two runs reach the point, over the original's mean ± sd."""
-    import matplotlib
     import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     runs = {task: [read_scalar(run_dir(root, task, seed), EVAL_RETURN) for seed in seeds] for task in tasks}
     runs = {task: [curve for curve in curves if curve[0]] for task, curves in runs.items()}
-    tasks = [task for task in tasks if runs[task]]
-    if not tasks:
+    drawn = [task for task in tasks if runs[task]]
+    if not drawn:
         raise ValueError(f"No evaluation logs under {root} for tasks {tasks} and seeds {seeds}.")
-    columns = min(3, len(tasks))
-    fig, axes = plt.subplots(math.ceil(len(tasks) / columns), columns, figsize=(5 * columns, 3.6), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
+
+    def draw(ax, task):
         curves = runs[task]
         grid = np.linspace(min(c[0][0] for c in curves), max(c[0][-1] for c in curves), points)
         mean, low, high, count = mean_curve(curves, grid, reps)
@@ -395,17 +401,8 @@ def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: i
         reference = original_points(task)
         if reference:
             plot_reference(ax, reference, "original AWR (gym v2): mean ± sd")
-        ax.set_title(task)
-        ax.set_xlabel("samples")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+    task_panels(drawn, path, draw, "eval return")
 
 
 def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[float]:

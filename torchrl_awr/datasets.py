@@ -31,8 +31,9 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_awr.builders import compose_config, env_maker, make_trainer
+from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.envs import max_episode_steps
-from torchrl_awr.runs import BAD_INPUT, CommandParser, exit_bad_input, load_run, run_config
+from torchrl_awr.runs import BAD_INPUT, CommandParser, checkpoint_path, exit_bad_input, load_run, run_config
 
 DATA_FILE = "data"
 META_FILE = "dataset.json"
@@ -142,8 +143,9 @@ def from_random(task: str, episodes: int, *, envs: int, seed: int) -> tuple:
 def from_buffer(run_path: str | Path) -> tuple:
     """A run's replay buffer (saved with ``checkpoint.save_buffer=true``): each environment's
     stored trajectory, oldest first, cut (truncated) where the buffer stops."""
-    run = load_run(run_path)  # names a missing checkpoint or config first
-    cfg = run_config(run.checkpoint)
+    checkpoint = checkpoint_path(run_path)
+    load_checkpoint(checkpoint)  # names a missing or corrupt checkpoint first
+    cfg = run_config(checkpoint)
     cfg.collector.type = "single"
     cfg.eval.interval = 0
     cfg.eval.video = False
@@ -152,13 +154,14 @@ def from_buffer(run_path: str | Path) -> tuple:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = make_trainer(cfg, Path(scratch), torch.device("cpu"))
         try:
-            trainer.load(run.checkpoint, load_buffer=True)  # and cuts every env's newest step
+            trainer.load(checkpoint, load_buffer=True)  # and cuts every env's newest step
             grid = trainer.store.chronological()  # [n_envs, T]
+            frames = trainer.frames
         finally:
             trainer.shutdown()
     data = dataset_fields(grid).reshape(-1)  # each env's trajectory after the other's
     data["episode"] = episode_indices(data.get(("next", "done")))
-    return run.cfg, data, {"from": "buffer", "checkpoint": str(run.checkpoint), "frames": run.frames}
+    return cfg, data, {"from": "buffer", "checkpoint": str(checkpoint), "frames": frames}
 
 
 def episode_indices(done: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,11 @@
     python recipes/mujoco_awr.py                                  # HalfCheetah-v5, 1M samples
     python recipes/mujoco_awr.py task=hopper seed=3 collector.total_frames=2_000_000
     python recipes/mujoco_awr.py resume=outputs/hopper/<run>/checkpoint.pt collector.total_frames=2_000_000
+    python recipes/mujoco_awr.py task=hopper init_from=outputs/hopper-offline/<run> init_dataset=true
 
-A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
+With ``dataset=`` the run learns offline from that dataset instead of collecting
+(``recipes/offline_awr.py`` is this recipe with the offline defaults); ``init_from=`` starts a
+run from another run's networks (offline-to-online). A resumed run keeps the settings saved in its ``config.yaml``; the keys given on the command
 line replace them. Exit codes: 0 when the run finishes, 130 when Ctrl-C or SIGTERM stopped it
 (after saving a checkpoint), 2 for bad input, 1 for anything else (3 when the collector failed,
 e.g. a Ray worker died: the message names the checkpoint to resume from).
@@ -26,7 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from torchrl_awr.builders import (
     check_writable,
+    env_maker,
     envs_per_batch,
+    make_dataset,
     make_trainer,
     resolve_device,
     validate_config,
@@ -35,7 +40,7 @@ from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
 from torchrl_awr.loggers import mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDirectoryError, RunLock, check_new_run_dir, remove_partial_writes, truncate_logs
-from torchrl_awr.runs import merge_onto_preset, saved_task
+from torchrl_awr.runs import checkpoint_path, merge_onto_preset, saved_task
 from torchrl_awr.trainer import AWRTrainer, CollectorFailure
 from torchrl_awr.video import RenderError
 
@@ -48,15 +53,20 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
 
     Nothing is written into the run directory before the config is valid, the directory is
     this run's (a new run refuses one that holds another run; a lock stops two live runs sharing
-    one) and a resumed checkpoint, its buffer and its config are known to fit the model built
-    from them. Any error shuts the collector's workers down and closes the logger.
+    one) and a resumed checkpoint, its buffer and its config (or the run it starts from) are
+    known to fit the model built from them. Any error shuts the collector's workers down and
+    closes the logger.
     """
     validate_config(cfg)
     device = resolve_device(cfg.device)
+    if cfg.dataset and Path(cfg.dataset).is_dir():
+        cfg.dataset = str(Path(cfg.dataset).resolve())  # config.yaml names it for a resume from anywhere
     if cfg.resume:
         load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
     else:
         check_new_run_dir(run_dir)
+        if cfg.init_from:
+            load_checkpoint(checkpoint_path(cfg.init_from))
     check_writable(run_dir)
     with RunLock(run_dir):
         if not cfg.resume:
@@ -72,20 +82,57 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
                 trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
                 if cfg.resume_buffer:
                     check_restored_buffer(cfg, trainer)
-                truncate_logs(run_dir, trainer.frames)
+                truncate_logs(run_dir, trainer.progress())
+            elif cfg.init_from:
+                start_from(cfg, trainer)
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-            print(start_screen(cfg, run_dir, device, trainer.frames), flush=True)
+            print(start_screen(cfg, run_dir, device, trainer), flush=True)
             trainer.train()
         finally:
             trainer.shutdown()
-        if plot_run(run_dir) is None:
-            plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name)
+        xlabel = "iterations" if trainer.offline else "environment samples"
+        if plot_run(run_dir, xlabel=xlabel) is None:
+            plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name, xlabel=xlabel)
     print(end_screen(cfg, run_dir, trainer), flush=True)
     return trainer
 
 
-def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, frames: int) -> str:
-    """What will run: the task, the device, the collection, the samples and where it all goes."""
+def start_from(cfg: DictConfig, trainer: AWRTrainer) -> None:
+    """Offline-to-online: the networks of the ``init_from`` run and, with ``init_dataset``, its
+    dataset in the replay buffer, laid out as the collector's environments."""
+    checkpoint = checkpoint_path(cfg.init_from)
+    trainer.load_networks(checkpoint)
+    if not cfg.init_dataset:
+        return
+    saved = checkpoint.parent / "config.yaml"
+    dataset = OmegaConf.select(OmegaConf.load(saved), "dataset") if saved.is_file() else None
+    if not dataset:
+        raise ValueError(f"init_dataset=true: {saved} names no dataset; the run at {cfg.init_from} learned online.")
+    env = env_maker(cfg)()
+    try:
+        data = make_dataset(cfg, dataset, env)
+    finally:
+        env.close()
+    trainer.fill_from_dataset(data, envs_per_batch(cfg))
+
+
+def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, trainer: AWRTrainer) -> str:
+    """What will run: the task, the device, the data (collection or dataset), the length and
+    where it all goes."""
+    start = f"resumed at {trainer.progress():,}" if cfg.resume else "new run"
+    if cfg.init_from and not cfg.resume:
+        start += f", from the networks of {cfg.init_from}" + (" and its dataset" if cfg.init_dataset else "")
+    head = f"AWR on {cfg.env.name} (task={cfg.task_name}, seed={cfg.seed}), device {device}"
+    if trainer.offline:
+        steps = f"{cfg.train.critic_steps} critic + {cfg.train.actor_steps} actor updates"
+        return "\n".join(
+            [
+                head,
+                f"dataset    {cfg.dataset} ({trainer.dataset.shape[0]:,} transitions), offline",
+                f"iterations {cfg.offline.iterations:,} of {steps} ({start})",
+                f"run        {run_dir}",
+            ]
+        )
     collector, workers, envs = cfg.collector.type, cfg.collector.num_workers, cfg.env.num_envs
     if collector == "single":
         collection = f"single: one process x {envs} envs"
@@ -94,10 +141,9 @@ def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, frames: i
         collection = f"ray ({mode}, {cfg.collector.ray.address or 'local Ray'}): {workers} workers x {envs} envs"
     else:
         collection = f"{collector}: {workers} workers x {envs} envs"
-    start = f"resumed at {frames:,}" if cfg.resume else "new run"
     return "\n".join(
         [
-            f"AWR on {cfg.env.name} (task={cfg.task_name}, seed={cfg.seed}), device {device}",
+            head,
             f"collector  {collection}, {cfg.collector.frames_per_batch} samples per iteration",
             f"samples    {cfg.collector.total_frames:,} ({start})",
             f"run        {run_dir}",
@@ -108,10 +154,11 @@ def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, frames: i
 def end_screen(cfg: DictConfig, run_dir: Path, trainer: AWRTrainer) -> str:
     """How the run ended, its last evaluation, its wall time, and where its files are."""
     minutes = trainer.wall_time / 60
+    reached = f"{trainer.iteration:,} iterations" if trainer.offline else f"{trainer.frames:,} samples"
     if trainer.interrupted:
-        head = f"Stopped at {trainer.frames:,} samples ({minutes:.1f} min); continue with resume={run_dir / 'checkpoint.pt'}"
+        head = f"Stopped at {reached} ({minutes:.1f} min); continue with resume={run_dir / 'checkpoint.pt'}"
     else:
-        head = f"Done: {trainer.frames:,} samples in {minutes:.1f} min"
+        head = f"Done: {reached} in {minutes:.1f} min"
     last = trainer.last_eval
     if last:
         evaluation = (
@@ -183,7 +230,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
             "move it (copy the directory first)."
         )
-    resumed = merge_onto_preset(compose("config", overrides=[f"task={task}"]), saved)
+    config_name = HydraConfig.get().job.config_name  # this recipe's (config) or the offline one's
+    resumed = merge_onto_preset(compose(config_name, overrides=[f"task={task}"]), saved)
     for override in overrides:
         key = override.key_or_group
         if key != "task":
@@ -192,8 +240,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     return resumed
 
 
-@hydra.main(config_path="config", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def entry(cfg: DictConfig) -> None:
+    """The command: runs ``cfg`` (or the run it resumes) and exits with the recipe's codes."""
     # Library INFO lines (TorchRL's storage shapes, PyOpenGL's missing accelerator) are not the user's.
     for name in ("torchrl", "OpenGL"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -216,6 +264,11 @@ def main(cfg: DictConfig) -> None:
         sys.exit(COLLECTOR_FAILED)
     if trainer.interrupted:
         sys.exit(INTERRUPTED)
+
+
+@hydra.main(config_path="config", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    entry(cfg)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torchrl_awr.trainer import AWRTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"
+OFFLINE_RECIPE = ROOT / "recipes" / "offline_awr.py"
 
 # 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2, eager
 # updates (the compiled ones are the trainer's tests'; one command-line run keeps the default).
@@ -64,14 +65,22 @@ def run_recipe(run_dir: Path, *overrides: str):
     return load_recipe().run(compose_config(*overrides), Path(run_dir))
 
 
-def recipe_command(*overrides: str, small: bool = True) -> list[str]:
-    return [sys.executable, str(RECIPE), *(SMALL if small else []), *overrides]
+def recipe_command(*overrides: str, small: bool = True, script: Path = RECIPE) -> list[str]:
+    return [sys.executable, str(script), *(SMALL if small else []), *overrides]
 
 
-def run_command(cwd: Path, *overrides: str, small: bool = True, timeout: float = 120, env: dict | None = None):
-    """Runs the recipe as a command in ``cwd`` (where Hydra's default outputs go)."""
+def run_command(
+    cwd: Path,
+    *overrides: str,
+    small: bool = True,
+    timeout: float = 120,
+    env: dict | None = None,
+    script: Path = RECIPE,
+):
+    """Runs the recipe (or ``script``, another recipe) as a command in ``cwd`` (where Hydra's
+    default outputs go)."""
     return subprocess.run(
-        recipe_command(*overrides, small=small),
+        recipe_command(*overrides, small=small, script=script),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -8,8 +8,9 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from torchrl_awr.datasets import DatasetError, check_transitions, episode_returns, load_dataset, main
+from torchrl_awr.datasets import main
 from torchrl_awr.evaluate import evaluate_run
+from torchrl_awr.offline_data import DatasetError, check_transitions, episode_returns, load_dataset
 from torchrl_awr.runs import load_run
 
 from recipe_helpers import run_module, run_recipe
@@ -158,7 +159,11 @@ def test_bad_commands_fail_with_one_line(tmp_path):
     for args, message in (
         (["--from", "random", "--out", str(tmp_path / "d")], "--from random needs --task"),
         (["--from", "policy", "--out", str(tmp_path / "d")], "--from policy needs a run"),
-        (["--from", "random", "--task", "hopper", "--out", str(tmp_path / "full")], "exists and is not empty"),
+        (
+            ["--from", "random", "--task", "hopper", "--out", str(tmp_path / "full")],
+            "exists and is not an empty directory",
+        ),
+        (["--from", "random", "--task", "hopper"], "say where the dataset goes: --out DIR, --minari ID, or both"),
         (["--from", "policy", str(tmp_path), "--out", str(tmp_path / "d")], "No checkpoint at"),
     ):
         result = run_module("torchrl_awr.datasets", "make", *args)

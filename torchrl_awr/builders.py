@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
@@ -32,6 +33,7 @@ from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loggers import LOGGER_PACKAGES, LOGGERS, make_logger
 from torchrl_awr.loss import WEIGHTINGS
 from torchrl_awr.models import action_bounds
+from torchrl_awr.offline_data import load_training_data
 from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
@@ -118,6 +120,19 @@ def validate_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"buffer.size ({cfg.buffer.size}) must hold at least one batch "
             f"(collector.frames_per_batch={cfg.collector.frames_per_batch})."
+        )
+    check_data_source(cfg)
+
+
+def check_data_source(cfg: DictConfig) -> None:
+    """The offline and offline-to-online settings agree with each other."""
+    if cfg.init_dataset and not cfg.init_from:
+        raise ValueError("init_dataset=true puts the dataset of the init_from run in the buffer; set init_from.")
+    if cfg.dataset and cfg.init_dataset:
+        raise ValueError("init_dataset=true is for online runs; an offline run (dataset=...) learns from its dataset.")
+    if cfg.dataset and cfg.resume_buffer:
+        raise ValueError(
+            "resume_buffer=true: an offline run (dataset=...) saves no buffer; its dataset refills it on resume."
         )
 
 
@@ -351,14 +366,17 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def make_replay_buffer(cfg: DictConfig, run_dir: Path, device: torch.device) -> TensorDictReplayBuffer:
-    """FIFO storage of ``buffer.size`` transitions kept as [time, env] (``ndim=2``), drawn in
-    shuffled passes as the original."""
+def make_replay_buffer(
+    cfg: DictConfig, run_dir: Path, device: torch.device, size: int | None = None
+) -> TensorDictReplayBuffer:
+    """FIFO storage of ``size`` (default ``buffer.size``) transitions kept as [time, env]
+    (``ndim=2``), drawn in shuffled passes as the original."""
+    size = cfg.buffer.size if size is None else size
     if cfg.buffer.storage == "memory":
-        storage = LazyTensorStorage(cfg.buffer.size, device=device, ndim=2)
+        storage = LazyTensorStorage(size, device=device, ndim=2)
     else:
         scratch = Path(cfg.buffer.scratch_dir or run_dir / "buffer")
-        storage = LazyMemmapStorage(cfg.buffer.size, scratch_dir=scratch, device=device, ndim=2)
+        storage = LazyMemmapStorage(size, scratch_dir=scratch, device=device, ndim=2)
     return TensorDictReplayBuffer(
         storage=storage, sampler=ShuffledPassSampler(seed=cfg.seed), batch_size=cfg.train.batch_size
     )
@@ -400,6 +418,7 @@ def make_video(cfg: DictConfig, actor, directory: Path, seed: int) -> EpisodeVid
 # AWRTrainerConfig's fields and the recipe keys they come from.
 TRAINER_KEYS = {
     "total_frames": "collector.total_frames",
+    "total_iterations": "offline.iterations",
     "critic_steps": "train.critic_steps",
     "actor_steps": "train.actor_steps",
     "batch_size": "train.batch_size",
@@ -414,36 +433,52 @@ def make_trainer_config(cfg: DictConfig) -> AWRTrainerConfig:
     return AWRTrainerConfig(**{field: OmegaConf.select(cfg, key) for field, key in TRAINER_KEYS.items()})
 
 
+def make_dataset(cfg: DictConfig, name: str, env) -> TensorDict:
+    """The dataset ``name`` (a directory or a Minari id) for the task of ``cfg``, checked
+    against its environment ``env``."""
+    data, _ = load_training_data(
+        name,
+        env_id=cfg.env.name,
+        observation_dim=env.observation_spec["observation"].shape[-1],
+        action_dim=env.action_spec.shape[-1],
+    )
+    return data
+
+
 def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
-    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`.
+    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`: online, with a
+    collector; offline (``dataset`` set), with the dataset, loaded and checked first.
 
     The collector, whose worker processes must be shut down, is built last and shut down if the
     trainer cannot be made.
     """
     spec_env = env_maker(cfg)()
     try:
+        dataset = make_dataset(cfg, cfg.dataset, spec_env) if cfg.dataset else None
         actor, critic, normalizer = make_models(cfg, spec_env, device)
         loss = make_loss(cfg, actor, critic, spec_env.action_spec)
     finally:
         spec_env.close()
     actor_optimizer, critic_optimizer = make_optimizers(cfg, loss)
     parts = dict(
-        replay_buffer=make_replay_buffer(cfg, run_dir, device),
+        replay_buffer=make_replay_buffer(cfg, run_dir, device, size=None if dataset is None else dataset.shape[0]),
         loss_module=loss,
         actor_optimizer=actor_optimizer,
         critic_optimizer=critic_optimizer,
         config=make_trainer_config(cfg),
         normalizer=normalizer,
-        std_schedule=make_std_schedule(cfg, actor),
+        std_schedule=make_std_schedule(cfg, actor) if dataset is None else None,
         evaluator=make_evaluator(cfg, actor),
         # A machine that cannot render fails here, before a logger starts.
         video=make_video(cfg, actor, run_dir / "videos", cfg.seed + VIDEO_SEED_OFFSET) if cfg.eval.video else None,
         logger=make_logger(cfg, run_dir),
         checkpoint_path=run_dir / "checkpoint.pt",
-        save_buffer=cfg.checkpoint.save_buffer,
+        save_buffer=cfg.checkpoint.save_buffer and dataset is None,
         device=device,
         progress=cfg.progress,
     )
+    if dataset is not None:
+        return AWRTrainer(dataset=dataset, **parts)
     collector = make_collector(cfg, actor, device)
     try:
         return AWRTrainer(collector=collector, **parts)

@@ -58,9 +58,21 @@ class ObservationNormalizer(nn.Module):
     def update(self, observations: torch.Tensor) -> None:
         """Adds observations (any leading shape) until ``max_samples`` have been seen."""
         remaining = self.max_samples - int(self.count.item())
-        if remaining <= 0:
-            return
-        batch = observations.reshape(-1, observations.shape[-1])[:remaining].to(torch.float64)
+        if remaining > 0:
+            self._accumulate(observations.reshape(-1, observations.shape[-1])[:remaining])
+
+    @torch.no_grad()
+    def fit(self, observations: torch.Tensor) -> None:
+        """Statistics of exactly these observations (all of them, whatever ``max_samples``): a
+        fixed dataset's. A later :meth:`update` adds to them while fewer than ``max_samples``
+        have been seen."""
+        for statistic in (self.count, self.mean, self.m2):
+            statistic.zero_()
+        self._accumulate(observations.reshape(-1, observations.shape[-1]))
+
+    def _accumulate(self, batch: torch.Tensor) -> None:
+        """Chan's parallel update with ``[n, obs_dim]`` observations."""
+        batch = batch.to(self.mean.device, torch.float64)
         if not torch.isfinite(batch).all():
             raise FloatingPointError(
                 "ObservationNormalizer: non-finite observations collected; the environment returned NaN/inf."

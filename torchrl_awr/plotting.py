@@ -49,14 +49,15 @@ def plot_curves(
     *,
     title: str = "",
     reference: Mapping[float, tuple[float, float]] | None = None,
+    xlabel: str = "environment samples",
 ) -> Path:
-    """Plots return curves (label -> (samples, returns)); ``reference`` maps samples to (mean, sd)."""
+    """Plots return curves (label -> (steps, returns)); ``reference`` maps samples to (mean, sd)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (steps, values) in curves.items():
         ax.plot(steps, values, label=label)
     if reference:
         plot_reference(ax, reference, "original AWR (mean ± sd)")
-    ax.set_xlabel("environment samples")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -68,8 +69,9 @@ def plot_curves(
     return path
 
 
-def plot_run(run_dir: str | Path) -> Path | None:
-    """Writes ``learning_curve.png`` in ``run_dir`` from its logs; None when nothing was logged."""
+def plot_run(run_dir: str | Path, xlabel: str = "environment samples") -> Path | None:
+    """Writes ``learning_curve.png`` in ``run_dir`` from its logs (logged against ``xlabel``);
+    None when nothing was logged."""
     curves = {
         label: read_scalar(run_dir, name)
         for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN))
@@ -77,17 +79,21 @@ def plot_run(run_dir: str | Path) -> Path | None:
     curves = {label: curve for label, curve in curves.items() if curve[0]}
     if not curves:
         return None
-    return plot_curves(curves, Path(run_dir) / "learning_curve.png", title=Path(run_dir).name)
+    return plot_curves(curves, Path(run_dir) / "learning_curve.png", title=Path(run_dir).name, xlabel=xlabel)
 
 
-def plot_history(history: Sequence[Mapping[str, float]], path: str | Path, *, title: str = "") -> Path | None:
-    """The same plot from a trainer's in-memory history (for runs not logged to CSV)."""
+def plot_history(
+    history: Sequence[Mapping[str, float]], path: str | Path, *, title: str = "", xlabel: str = "environment samples"
+) -> Path | None:
+    """The same plot from a trainer's in-memory history (for runs not logged to CSV): against
+    samples (``frames``), or iterations for an offline run's history."""
+    step = "frames" if any("frames" in row for row in history) else "iteration"
     curves = {}
     for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN)):
-        points = [(row["frames"], row[name]) for row in history if name in row]
+        points = [(row[step], row[name]) for row in history if name in row]
         if points:
             curves[label] = ([p[0] for p in points], [p[1] for p in points])
-    return plot_curves(curves, path, title=title) if curves else None
+    return plot_curves(curves, path, title=title, xlabel=xlabel) if curves else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -264,6 +264,27 @@ class TrajectoryStore:
             self._reserve_disk()
         return batch.numel()
 
+    def extend_episodes(self, data: TensorDictBase, num_envs: int) -> int:
+        """Adds transitions stored episode after episode (a dataset's ``[N]``) as ``num_envs``
+        trajectories, the layout that the collector's batches will continue; returns the
+        transitions added.
+
+        The newest transitions that the buffer holds are split into ``num_envs`` consecutive
+        runs of equal length (``N`` and the buffer's capacity rounded down to a multiple of
+        ``num_envs``). Each run ends with a cut, so its last step bootstraps V(s') and new data
+        does not continue it. Only the entries the store reads are kept.
+        """
+        per_env = min(data.shape[0], self.storage.max_size) // num_envs
+        if per_env == 0:
+            raise ValueError(
+                f"{data.shape[0]} transitions cannot be laid out as {num_envs} trajectories in a buffer of "
+                f"{self.storage.max_size}."
+            )
+        newest = data[data.shape[0] - per_env * num_envs :].select(*self.keys.collected)
+        grid = newest.reshape(num_envs, per_env).clone()
+        grid.get(self.keys.done)[:, -1] = True
+        return self.extend(grid)
+
     def _check_room(self, batch: TensorDictBase) -> None:
         """Refuses a buffer the machine cannot hold (RAM, or disk for a memory-mapped storage),
         with the sizes, before the allocation fails without naming the buffer."""
@@ -302,6 +323,11 @@ class TrajectoryStore:
                     ) from err
 
     def _as_grid(self, batch: TensorDictBase) -> TensorDictBase:
+        if any(name is not None for name in batch.names):
+            # Dimension names (a collector's "time") are not stored: a storage first written
+            # without them (a dataset's trajectories) refuses batches that carry them.
+            batch = batch.clone(recurse=False)
+            batch.names = None
         if batch.ndim == 1:
             batch = batch.unsqueeze(0)
         elif batch.ndim > 2:  # e.g. [workers, n_envs, T] stacked by a multi-process collector

@@ -1,9 +1,9 @@
 """The AWR iteration: take data in, buffer-wide targets, critic phase, targets, actor phase.
 
 :class:`AWRTrainer` takes its components as objects (any TorchRL collector yielding
-``[n_envs, T]`` batches, a ``TensorDictReplayBuffer`` over a ``TensorStorage``, an
-:class:`~torchrl_awr.AWRLoss`, two optimizers), so each can be swapped without touching the
-algorithm. Every key comes from the loss (``loss_module.tensor_keys``) and its networks'
+``[n_envs, T]`` batches, or a fixed dataset for offline AWR; a ``TensorDictReplayBuffer`` over a
+``TensorStorage``, an :class:`~torchrl_awr.AWRLoss`, two optimizers), so each can be swapped
+without touching the algorithm. Every key comes from the loss (``loss_module.tensor_keys``) and its networks'
 ``in_keys``; the discount and lambda from the loss's value estimator. Numbers default to the
 original implementation's.
 """
@@ -41,7 +41,10 @@ from torchrl_awr.video import EpisodeVideo
 class AWRTrainerConfig:
     """The iteration's numbers; defaults are the original AWR's.
 
-    ``batch_size`` defaults to the replay buffer's. ``compile`` runs each update step through
+    ``batch_size`` defaults to the replay buffer's. ``total_iterations`` is an offline run's
+    length (online, ``total_frames``); offline, every iteration runs ``critic_steps`` and
+    ``actor_steps`` updates, while online they are scaled by the samples each batch brings
+    (per ``reference_frames_per_iteration``). ``compile`` runs each update step through
     ``torch.compile`` (for SGD optimizers, loss, gradient and update as one graph:
     :class:`~torchrl_awr.updates.UpdateStep`). Dynamo's guards are then checked on the first
     step of each phase only, so a loss subclass must not change Python state that its graph
@@ -49,6 +52,7 @@ class AWRTrainerConfig:
     """
 
     total_frames: int = 1_000_000
+    total_iterations: int | None = None
     reference_frames_per_iteration: int = 2048
     critic_steps: int = 200
     actor_steps: int = 1000
@@ -60,6 +64,7 @@ class AWRTrainerConfig:
 
     RULES = {  # a class constant, not a field
         "total_frames": "> 0",
+        "total_iterations": "> 0",
         "reference_frames_per_iteration": "> 0",
         "critic_steps": ">= 0",
         "actor_steps": ">= 0",
@@ -71,7 +76,7 @@ class AWRTrainerConfig:
 
     def validate(self, names: dict[str, str] | None = None) -> None:
         """Raises one ``ValueError`` naming every bad setting (as ``names`` calls it, if given)."""
-        check_settings(asdict(self), self.RULES, "trainer settings", names, optional=("batch_size",))
+        check_settings(asdict(self), self.RULES, "trainer settings", names, optional=("batch_size", "total_iterations"))
 
 
 class PhaseTimer:
@@ -94,13 +99,20 @@ class PhaseTimer:
 
 
 class AWRTrainer:
-    """Runs AWR iterations until ``config.total_frames`` samples have been collected.
+    """Runs AWR iterations until ``config.total_frames`` samples have been collected (online),
+    or for ``config.total_iterations`` iterations on a fixed ``dataset`` (offline).
 
     Args:
         collector: yields batches of ``[n_envs, T]`` (a ``[T]`` batch is taken as one env;
             ``[workers, n_envs, T]`` as ``workers * n_envs`` envs). It must not stop before
             ``total_frames`` (create it with ``total_frames=-1``; a ``RayCollector``, which has
-            no endless mode, with at least the trainer's ``total_frames``).
+            no endless mode, with at least the trainer's ``total_frames``). None for offline.
+        dataset: offline AWR's data instead of a collector: ``[N]`` transitions stored episode
+            after episode (``("next", done)`` ends each; ``terminated`` among them are
+            failures), with the loss's keys (:mod:`torchrl_awr.datasets` makes and loads them).
+            It fills the replay buffer, which must hold it, when training starts (and again
+            after a resume, so no buffer needs saving), and the normaliser is fitted on its
+            observations at the run's start.
         replay_buffer: a ``TensorDictReplayBuffer`` over a ``TensorStorage`` (``ndim`` 1 or 2),
             held by a :class:`~torchrl_awr.store.TrajectoryStore` that keeps each env's
             trajectory in time order; its sampler draws the minibatches
@@ -128,7 +140,7 @@ class AWRTrainer:
     def __init__(
         self,
         *,
-        collector: BaseCollector,
+        collector: BaseCollector | None = None,
         replay_buffer: ReplayBuffer,
         loss_module: AWRLoss,
         actor_optimizer: torch.optim.Optimizer,
@@ -144,15 +156,21 @@ class AWRTrainer:
         device: torch.device | str | None = None,
         progress: bool = True,
         contiguous_batches: bool | None = None,
+        dataset: TensorDictBase | None = None,
     ):
         self.config = config or AWRTrainerConfig()
         self.config.validate()
+        if (collector is None) == (dataset is None):
+            raise ValueError("AWRTrainer learns from a collector (online) or a dataset (offline): give exactly one.")
+        if dataset is not None and self.config.total_iterations is None:
+            raise ValueError("An offline AWRTrainer (dataset=...) runs config.total_iterations iterations; set it.")
         self.store = TrajectoryStore(replay_buffer, loss_module, batch_size=self.config.batch_size)
         loss_module.td_lambda_parameters()  # builds the default estimator now, so checkpoints agree
         critic_keys = loss_module.critic_network.in_keys
         if normalizer is not None and len(critic_keys) != 1:
             raise ValueError(f"The observation normaliser needs a critic with one input key; it has {critic_keys}.")
         self.collector = collector
+        self.dataset = dataset
         self.replay_buffer = replay_buffer
         self.loss_module = loss_module
         self.actor_optimizer = actor_optimizer
@@ -167,8 +185,10 @@ class AWRTrainer:
         self.device = (
             torch.device(device) if device is not None else next(loss_module.critic_network.parameters()).device
         )
-        self.progress = progress
-        self.contiguous_batches = batches_continue(collector) if contiguous_batches is None else contiguous_batches
+        self.show_progress = progress
+        if contiguous_batches is None:
+            contiguous_batches = collector is None or batches_continue(collector)
+        self.contiguous_batches = contiguous_batches
         self.frames = 0
         self.iteration = 0
         self.interrupted = False
@@ -193,10 +213,20 @@ class AWRTrainer:
         )
 
     # ------------------------------------------------------------------ iteration
-    def _iterate(self, batch: TensorDictBase, timer: PhaseTimer) -> dict[str, float]:
-        """One AWR iteration on a collected batch; returns its metrics."""
+    @property
+    def offline(self) -> bool:
+        """Whether the run learns from a fixed dataset rather than a collector."""
+        return self.collector is None
+
+    def progress(self) -> int:
+        """How far the run is, in its length's unit: samples collected (online) or iterations
+        done (offline). The logger's step."""
+        return self.iteration if self.offline else self.frames
+
+    def _iterate(self, batch: TensorDictBase | None, timer: PhaseTimer) -> dict[str, float]:
+        """One AWR iteration on a collected batch (None offline); returns its metrics."""
         with timer("buffer"):
-            metrics = self._take_in(batch)
+            metrics = self._take_in(batch) if batch is not None else self._count_iteration(1.0)
         with timer("targets"):
             self._compute_targets()
         with timer("critic"):
@@ -205,7 +235,8 @@ class AWRTrainer:
             metrics.update(self._compute_targets())
         with timer("actor"):
             metrics.update(self._run_phase(self._actor_step, metrics["actor_steps"]))
-        metrics.update(self._sync_policy())
+        if not self.offline:
+            metrics.update(self._sync_policy())
         return metrics
 
     def _take_in(self, batch: TensorDictBase) -> dict[str, float]:
@@ -220,20 +251,38 @@ class AWRTrainer:
         if not self.contiguous_batches:
             self.store.cut()
         self.frames += new_frames
-        self.iteration += 1
-        scale = new_frames / self.config.reference_frames_per_iteration
-        metrics.update(
-            {
-                "frames": self.frames,
-                "iteration": self.iteration,
-                "critic_steps": math.ceil(self.config.critic_steps * scale),
-                "actor_steps": math.ceil(self.config.actor_steps * scale),
-                "buffer_size": len(self.store),
-            }
-        )
+        metrics["frames"] = self.frames
+        metrics.update(self._count_iteration(new_frames / self.config.reference_frames_per_iteration))
         if self.normalizer is not None:
             metrics["normalizer_samples"] = self.normalizer.count.item()
         return metrics
+
+    def _count_iteration(self, scale: float) -> dict[str, float]:
+        """Starts the next iteration: its number and its update steps (the configured ones
+        times ``scale``)."""
+        self.iteration += 1
+        return {
+            "iteration": self.iteration,
+            "critic_steps": math.ceil(self.config.critic_steps * scale),
+            "actor_steps": math.ceil(self.config.actor_steps * scale),
+            "buffer_size": len(self.store),
+        }
+
+    def fill_from_dataset(self, data: TensorDictBase, num_envs: int = 1) -> int:
+        """Puts a dataset's transitions (``[N]``, episode after episode) in the replay buffer
+        as ``num_envs`` trajectories (see
+        :meth:`~torchrl_awr.store.TrajectoryStore.extend_episodes`); returns how many. Offline
+        training does this itself; before online training, pass the collector's environments
+        per batch so that its batches continue the layout (offline-to-online)."""
+        return self.store.extend_episodes(self._to_device(data), num_envs)
+
+    def _prepare_dataset(self) -> None:
+        """Offline: the dataset fills the empty store; at the run's start it also fits the
+        normaliser (a resumed run has the checkpoint's)."""
+        if len(self.store) == 0:
+            self.fill_from_dataset(self.dataset)
+        if self.iteration == 0 and self.normalizer is not None:
+            self.normalizer.fit(self.dataset.get(self.loss_module.critic_network.in_keys[0]))
 
     def _to_device(self, batch: TensorDictBase) -> TensorDictBase:
         """A batch collected elsewhere (the CPU, for a CUDA learner) on the learner's device,
@@ -310,35 +359,42 @@ class AWRTrainer:
         stops at once, without saving (the last checkpoint stays whole).
         """
         config = self.config
+        total = config.total_iterations if self.offline else config.total_frames
         bar = tqdm(
-            total=config.total_frames,
-            initial=min(self.frames, config.total_frames),
-            unit="samples",
-            disable=not self.progress,
+            total=total,
+            initial=min(self.progress(), total),
+            unit="iterations" if self.offline else "samples",
+            disable=not self.show_progress,
             dynamic_ncols=True,
         )
-        if self.std_schedule is not None:
-            self.std_schedule.step(self.frames)
-        with self._collector_failures():
-            self.collector.update_policy_weights_()  # the first batch comes from these weights
+        collector_iter = None
+        if self.offline:
+            self._prepare_dataset()
+        else:
+            if self.std_schedule is not None:
+                self.std_schedule.step(self.frames)
+            with self._collector_failures():
+                self.collector.update_policy_weights_()  # the first batch comes from these weights
+            collector_iter = iter(self.collector)
         self.interrupted = False
-        collector_iter = iter(self.collector)
         tick = time.perf_counter()
         with _StopRequest() as stop:
             try:
-                while self.frames < config.total_frames and not stop.requested:
+                while self.progress() < total and not stop.requested:
                     timer = PhaseTimer()
-                    with timer("collect"), self._collector_failures():
-                        batch = next(collector_iter, None)
-                    if batch is None:
-                        raise RuntimeError(
-                            f"The collector stopped after {self.frames} samples, before total_frames="
-                            f"{config.total_frames}; create it with total_frames=-1 (a RayCollector: "
-                            "total_frames >= the trainer's)."
-                        )
-                    frames_before = self.frames
+                    batch = None
+                    if collector_iter is not None:
+                        with timer("collect"), self._collector_failures():
+                            batch = next(collector_iter, None)
+                        if batch is None:
+                            raise RuntimeError(
+                                f"The collector stopped after {self.frames} samples, before total_frames="
+                                f"{config.total_frames}; create it with total_frames=-1 (a RayCollector: "
+                                "total_frames >= the trainer's)."
+                            )
+                    progress_before = self.progress()
                     metrics = self._iterate(batch, timer)
-                    last = self.frames >= config.total_frames
+                    last = self.progress() >= total
                     if self._due(config.eval_interval, last) and self.evaluator is not None:
                         with timer("eval"):
                             self.last_eval = self.evaluator()
@@ -357,7 +413,7 @@ class AWRTrainer:
                             self.save(self.checkpoint_path)
                     metrics.update(timer.times)
                     self._log(metrics)
-                    bar.update(self.frames - frames_before)
+                    bar.update(self.progress() - progress_before)
                     bar.set_postfix(
                         iter=self.iteration,
                         eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
@@ -375,7 +431,8 @@ class AWRTrainer:
     def shutdown(self) -> None:
         """Stops the collector's workers, closes the video's environment and finishes the
         logger's run (a W&B run is marked finished, a TensorBoard file flushed)."""
-        self.collector.shutdown()
+        if self.collector is not None:
+            self.collector.shutdown()
         if self.video is not None:
             self.video.close()
         if self.logger is not None:
@@ -392,7 +449,7 @@ class AWRTrainer:
         if self.iteration % self.config.log_interval and "eval/return_mean" not in metrics:
             return
         for key, value in metrics.items():
-            self.logger.log_scalar(key, value, step=self.frames)
+            self.logger.log_scalar(key, value, step=self.progress())
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -407,6 +464,7 @@ class AWRTrainer:
                 "last_eval": self.last_eval,
             },
             "store": self.store.state_dict(),
+            "dataset": self._dataset_fingerprint(),
             "rng": rng_state(),
             "config": asdict(self.config),
         }
@@ -420,12 +478,26 @@ class AWRTrainer:
         self.iteration = counters["iteration"]
         self.wall_time = counters["wall_time"]
         self.last_eval = counters["last_eval"]
+        if state.get("dataset") != self._dataset_fingerprint():
+            raise ValueError(
+                f"the checkpoint was trained on {_describe_data(state.get('dataset'))}; this trainer has "
+                f"{_describe_data(self._dataset_fingerprint())}."
+            )
         if "store" in state:
             self.store.load_state_dict(state["store"])
         elif isinstance(self.replay_buffer.sampler, ShuffledPassSampler):  # written before the store
             self.replay_buffer.sampler.generator.set_state(state["generator"])
         set_rng_state(state["rng"])
-        self.collector.update_policy_weights_()
+        if self.collector is not None:
+            self.collector.update_policy_weights_()
+
+    def _dataset_fingerprint(self) -> dict | None:
+        """An offline run's dataset, as its checkpoint records it: the transitions and the sum
+        of their rewards, so that a resume on other data is refused. None online."""
+        if self.dataset is None:
+            return None
+        reward = self.dataset.get(self.store.keys.reward)
+        return {"transitions": self.dataset.shape[0], "reward_sum": round(reward.double().sum().item(), 6)}
 
     def save(self, path: str | Path) -> None:
         """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``)."""
@@ -439,17 +511,41 @@ class AWRTrainer:
         :class:`~torchrl_awr.checkpoint.CheckpointError` naming the first mismatch.
         """
         state = load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None)
-        try:
+        with _fitting(path):
             self.load_state_dict(state)
-        except (RuntimeError, ValueError, KeyError) as err:
-            detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
-            raise CheckpointError(
-                f"The checkpoint {path} does not fit the model built from this config: {detail.splitlines()[0]}"
-            ) from err
         if load_buffer:
             # The environments restart: new data does not continue the restored trajectories.
             self.store.cut()
         self._saved_frames = self.frames
+
+    def load_networks(self, path: str | Path) -> None:
+        """Starts from another run's networks: the actor, the critic and the observation
+        normaliser of its checkpoint (its loss module), while the optimizers, the counters, the
+        std schedule and the data stay this trainer's (offline-to-online)."""
+        state = load_checkpoint(path)
+        with _fitting(path):
+            self.loss_module.load_state_dict(state["loss_module"])
+        if self.collector is not None:
+            self.collector.update_policy_weights_()
+
+
+@contextlib.contextmanager
+def _fitting(path: str | Path) -> Iterator[None]:
+    """A checkpoint that does not fit the trainer it is loaded into is one
+    :class:`~torchrl_awr.checkpoint.CheckpointError` naming the first mismatch."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise CheckpointError(
+            f"The checkpoint {path} does not fit the model built from this config: {detail.splitlines()[0]}"
+        ) from err
+
+
+def _describe_data(fingerprint: dict | None) -> str:
+    if fingerprint is None:
+        return "collected data (online)"
+    return f"a dataset of {fingerprint['transitions']} transitions (reward sum {fingerprint['reward_sum']})"
 
 
 class CollectorFailure(RuntimeError):

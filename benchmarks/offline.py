@@ -1,0 +1,277 @@
+"""Offline AWR against behaviour cloning and d3rlpy, and offline-to-online (docs/offline.md).
+
+    # the four datasets of a task: random actions, a medium policy, its replay buffer, an expert
+    python benchmarks/offline.py datasets --task hopper --medium RUN --expert RUN --out runs/data
+    # offline runs, equal gradient steps: AWR, BC (AWR with beta=1e6), d3rlpy's IQL / AWAC
+    python benchmarks/offline.py run --data runs/data/hopper-medium --methods awr bc iql --seeds 0 1 2 \\
+        --iterations 30 --root runs/offline --d3rlpy-python ../d3rlpy-venv/bin/python
+    # online from the offline AWR runs (their networks and dataset) against online from scratch
+    python benchmarks/offline.py online --task hopper --init runs/offline/hopper-medium/awr --seeds 0 1 2 \\
+        --frames 250000 --root runs/offline_online
+    # the tables (markdown) and the offline-to-online figure
+    python benchmarks/offline.py report --root runs/offline --data runs/data --online runs/offline_online \\
+        --figure docs/offline_to_online.png
+
+An offline iteration is ``train.critic_steps`` (200) critic and ``train.actor_steps`` (1000)
+actor updates of 256 transitions, so ``--iterations N`` gives every method ``1000 N`` policy
+updates; d3rlpy's run ``1000 N`` steps (each updates its critics and its policy once). Every run
+is evaluated with 10 deterministic episodes every 5000 policy updates; its score is the last
+evaluation, normalised between the random and the expert datasets' average returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from torchrl_awr.offline_data import load_dataset
+from torchrl_awr.plotting import EVAL_RETURN, read_scalar
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("random", "medium", "medium-replay", "expert")
+METHODS = {
+    "awr": [],
+    "bc": ["loss.beta=1e6"],  # exp(A / 1e6) = 1 for every transition: plain log-likelihood
+}
+D3RLPY = ("iql", "awac")
+EVAL = ["eval.interval=5", "eval.episodes=10", "eval.num_envs=10", "checkpoint.interval=5", "progress=false"]
+
+
+def make_datasets(task: str, medium: Path, expert: Path, out: Path, random_episodes: int, episodes: int) -> None:
+    """The four datasets of ``task`` into ``out/<task>-<kind>`` (existing ones are kept)."""
+    sources = {
+        "random": ["--from", "random", "--task", task, "--episodes", str(random_episodes)],
+        "medium": ["--from", "policy", str(medium), "--stochastic", "--episodes", str(episodes)],
+        "medium-replay": ["--from", "buffer", str(medium)],
+        "expert": ["--from", "policy", str(expert), "--stochastic", "--episodes", str(episodes)],
+    }
+    for kind, args in sources.items():
+        target = out / f"{task}-{kind}"
+        if not (target / "dataset.json").is_file():
+            command = [sys.executable, "-m", "torchrl_awr.datasets", "make", *args, "--seed", "1", "--out", str(target)]
+            subprocess.run(command, check=True, cwd=ROOT)
+
+
+def export_npz(data_dir: Path, path: Path) -> Path:
+    """The dataset as d3rlpy's arrays: observations, actions, rewards, terminals, timeouts."""
+    if not path.is_file():
+        data, _ = load_dataset(data_dir)
+        np.savez(
+            path,
+            observations=data["observation"].numpy(),
+            actions=data["action"].numpy(),
+            rewards=data["next", "reward"].reshape(-1).numpy(),
+            terminals=data["next", "terminated"].reshape(-1).numpy().astype(np.float32),
+            timeouts=data["next", "truncated"].reshape(-1).numpy().astype(np.float32),
+        )
+    return path
+
+
+def run_one(data_dir: Path, method: str, seed: int, iterations: int, root: Path, d3rlpy_python: str | None) -> str:
+    """One offline run (skipped when its result exists); returns a line for the log."""
+    _, meta = load_dataset(data_dir)
+    directory = root / data_dir.name / method
+    if method in METHODS:
+        out = directory / f"seed{seed}"
+        if (out / "checkpoint.pt").is_file() and read_scalar(out, EVAL_RETURN)[0][-1:] == [float(iterations)]:
+            return f"{out}: done"
+        command = [
+            sys.executable,
+            str(ROOT / "recipes" / "offline_awr.py"),
+            f"task={meta['task']}",
+            f"dataset={data_dir.resolve()}",
+            f"seed={seed}",
+            f"offline.iterations={iterations}",
+            f"output_dir={out.resolve()}",
+            *EVAL,
+            *METHODS[method],
+        ]
+        if out.exists():
+            command.append(f"resume={(out / 'checkpoint.pt').resolve()}")
+            command = [c for c in command if not c.startswith("output_dir=")]
+    else:
+        out = directory / f"seed{seed}.json"
+        if out.is_file():
+            return f"{out}: done"
+        if d3rlpy_python is None:
+            raise SystemExit(f"{method} runs in d3rlpy's own virtualenv: pass --d3rlpy-python.")
+        npz = export_npz(data_dir, root / f"{data_dir.name}.npz")
+        command = [
+            d3rlpy_python,
+            str(ROOT / "benchmarks" / "d3rlpy_baseline.py"),
+            f"--data={npz}",
+            f"--env={meta['env_id']}",
+            f"--algo={method}",
+            f"--steps={iterations * 1000}",
+            f"--seed={seed}",
+            f"--out={out}",
+        ]
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"seed{seed}.log", "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return f"{out}: exit {code}"
+
+
+def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path) -> str:
+    """An online run from an offline run's networks and dataset (``init``), or from scratch."""
+    name = "from_offline" if init is not None else "scratch"
+    out = root / task / name / f"seed{seed}"
+    if (out / "checkpoint.pt").is_file():
+        return f"{out}: done"
+    command = [
+        sys.executable,
+        str(ROOT / "recipes" / "mujoco_awr.py"),
+        f"task={task}",
+        f"seed={seed}",
+        f"collector.total_frames={frames}",
+        f"output_dir={out.resolve()}",
+        "eval.interval=10",
+        "progress=false",
+    ]
+    if init is not None:
+        command += [f"init_from={(init / f'seed{seed}').resolve()}", "init_dataset=true"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"seed{seed}.log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return f"{out}: exit {code}"
+
+
+def final_return(directory: Path, method: str, seed: int) -> float | None:
+    """A run's last evaluation return (None if it has none)."""
+    if method in METHODS:
+        values = read_scalar(directory / f"seed{seed}", EVAL_RETURN)[1]
+        return values[-1] if values else None
+    path = directory / f"seed{seed}.json"
+    return json.loads(path.read_text())["returns"][-1] if path.is_file() else None
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+
+
+def report(root: Path, data: Path, online: Path | None, figure: Path | None, seeds: list[int]) -> str:
+    """Markdown: each dataset's size and return; each method's final return and normalised
+    score per dataset (mean ± sd over ``seeds``); offline-to-online returns."""
+    lines = ["| dataset | transitions | episodes | average return |", "|---|---:|---:|---:|"]
+    metas = {}
+    for path in sorted(data.iterdir()):
+        if (path / "dataset.json").is_file():
+            metas[path.name] = meta = json.loads((path / "dataset.json").read_text())
+            lines.append(
+                f"| {path.name} | {meta['transitions']:,} | {meta['episodes']} | "
+                f"{meta['return_mean']:.1f} ± {meta['return_std']:.1f} |"
+            )
+    methods = [*METHODS, *D3RLPY]
+    lines += ["", "| dataset | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for name in sorted(metas):
+        task = name.split("-")[0]
+        low, high = metas[f"{task}-random"]["return_mean"], metas[f"{task}-expert"]["return_mean"]
+        cells = []
+        for method in methods:
+            returns = [r for s in seeds if (r := final_return(root / name / method, method, s)) is not None]
+            scores = [100 * (r - low) / (high - low) for r in returns]
+            cells.append(f"{_mean_sd(scores)} ({_mean_sd(returns)}, n={len(returns)})" if returns else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if online is not None:
+        lines += ["", online_table(online, seeds, figure)]
+    return "\n".join(lines)
+
+
+def online_table(root: Path, seeds: list[int], figure: Path | None) -> str:
+    """Eval return at 0 / 50k / 100k / 250k online samples, from offline and from scratch."""
+    budgets = (0, 50_000, 100_000, 250_000)
+    lines = ["| task | start | " + " | ".join(f"{b // 1000}k" for b in budgets) + " |", "|---|---|" + "---:|" * 4]
+    curves = {}
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for start in ("from_offline", "scratch"):
+            runs = [read_scalar(task_dir / start / f"seed{s}", EVAL_RETURN) for s in seeds]
+            runs = [run for run in runs if run[0]]
+            if not runs:
+                continue
+            curves[(task_dir.name, start)] = runs
+            cells = [_mean_sd([np.interp(b, *run) for run in runs if run[0][-1] >= b]) for b in budgets]
+            lines.append(f"| {task_dir.name} | {start} (n={len(runs)}) | " + " | ".join(cells) + " |")
+    if figure is not None and curves:
+        plot_online(curves, figure)
+    return "\n".join(lines)
+
+
+def plot_online(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for task, _ in curves})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for start, color in (("from_offline", "C0"), ("scratch", "C1")):
+            for i, (steps, values) in enumerate(curves.get((task, start), [])):
+                ax.plot(steps, values, color=color, alpha=0.8, label=start.replace("_", " ") if i == 0 else None)
+        ax.set_title(f"{task}: online AWR")
+        ax.set_xlabel("online samples")
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("datasets", "run", "online", "report"))
+    parser.add_argument("--task")
+    parser.add_argument("--medium", type=Path, help="the run whose policy and buffer make medium, medium-replay")
+    parser.add_argument("--expert", type=Path, help="the run whose policy makes expert")
+    parser.add_argument("--random-episodes", type=int, default=1000)
+    parser.add_argument("--episodes", type=int, default=50, help="episodes of the medium and expert policies")
+    parser.add_argument("--out", type=Path, default=Path("runs/data"))
+    parser.add_argument("--data", type=Path, nargs="+", default=[Path("runs/data")])
+    parser.add_argument("--methods", nargs="+", default=["awr", "bc"], choices=[*METHODS, *D3RLPY])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--root", type=Path, default=Path("runs/offline"))
+    parser.add_argument("--online", type=Path, help="report: the online runs' root")
+    parser.add_argument("--init", type=Path, help="online: the offline runs to start from (their method directory)")
+    parser.add_argument("--frames", type=int, default=250_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--d3rlpy-python", help="the python of a virtualenv with d3rlpy")
+    parser.add_argument("--figure", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "datasets":
+        make_datasets(args.task, args.medium, args.expert, args.out, args.random_episodes, args.episodes)
+        return
+    if args.command == "report":
+        print(report(args.root, args.data[0], args.online, args.figure, args.seeds))
+        return
+    if args.command == "run":
+        jobs = [(d, m, s) for d in args.data for m in args.methods for s in args.seeds]
+        work = [
+            lambda d=d, m=m, s=s: run_one(d, m, s, args.iterations, args.root, args.d3rlpy_python) for d, m, s in jobs
+        ]
+    else:
+        work = [
+            lambda init=init, s=s: online_one(args.task, init, s, args.frames, args.root)
+            for s in args.seeds
+            for init in (args.init, None)
+        ]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(lambda job: job(), work):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,18 @@
 """The README's AWRLoss example runs as written."""
 
+import subprocess
+import sys
 from pathlib import Path
+
+from recipe_helpers import ROOT, SMALL, run_recipe
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_example(marker: str) -> str:
+def readme_example(marker: str, language: str = "python") -> str:
     text = README.read_text()
     after = text.split(f"<!-- readme-example: {marker} -->", 1)[1]
-    return after.split("```python", 1)[1].split("```", 1)[0]
+    return after.split(f"```{language}", 1)[1].split("```", 1)[0]
 
 
 def test_readme_loss_example_trains(capsys):
@@ -40,3 +44,27 @@ def test_readme_install_commands_match_ci():
         "ruff check . && ruff format --check .",
     ):
         assert command in text and command in ci, command
+
+
+def test_readme_offline_commands_run_as_written(tmp_path):
+    """The three offline commands, on a small trained run, with the tests' small settings and
+    the offline run's directory fixed: a dataset, an offline run, an online run from it."""
+    run_recipe(tmp_path / "outputs" / "hopper" / "run", "eval.interval=0")
+    commands = [line.split("#")[0].split() for line in readme_example("offline", "bash").strip().splitlines()]
+    assert [c[:3] for c in commands] == [
+        ["python", "-m", "torchrl_awr.datasets"],
+        ["python", "recipes/offline_awr.py", "task=hopper"],
+        ["python", "recipes/mujoco_awr.py", "task=hopper"],
+    ]
+    small = [o for o in SMALL if o != "task=hopper"]
+    extra = [[], [*small, "offline.iterations=1", "output_dir=outputs/hopper-offline/run"], small]
+    for command, more in zip(commands, extra):
+        words = [w.replace("<run>", "run") for w in command]
+        words[0] = sys.executable
+        if words[1].startswith("recipes/"):
+            words[1] = str(ROOT / words[1])
+        result = subprocess.run([*words, *more], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "data" / "hopper-medium" / "dataset.json").is_file()
+    online_runs = list((tmp_path / "outputs" / "hopper").glob("*_seed0"))
+    assert len(online_runs) == 1 and (online_runs[0] / "checkpoint.pt").is_file()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -117,7 +118,9 @@ def run_one(data_dir: Path, method: str, seed: int, iterations: int, root: Path,
     with open(directory / f"seed{seed}.log", "a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # One torch thread for every method, as the recipe's runs (threads=1).
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     return f"{out}: exit {code}"
 
 

@@ -11,6 +11,8 @@
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
     python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
+    # every figure in docs/, redrawn from docs/results_data (FIGURES lists them)
+    python benchmarks/learning.py figures
     # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points
     python benchmarks/learning.py figure --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24 \
         --figure docs/fresh_seeds.png
@@ -455,6 +457,54 @@ def stats_table(
     return "\n".join(rows)
 
 
+# Every learning-curve figure in docs/: its file, how it is drawn ("runs": every run's curve, as
+# ``report``; "mean": the mean with its bootstrap band, as ``figure``), the data folder under
+# docs/results_data, the tasks and the seeds. ``figures`` redraws them all.
+FIGURES = (
+    (
+        "learning_curves.png",
+        "runs",
+        ".",
+        ("hopper", "halfcheetah", "walker2d", "lunarlander", "ant", "humanoid"),
+        range(5),
+    ),
+    (
+        "learning_curves_two_process.png",
+        "runs",
+        "two_process_more",
+        ("walker2d", "lunarlander", "ant", "humanoid", "hopper"),
+        range(16),
+    ),
+    ("learning_curves_hopper_preset.png", "runs", "hopper_late_anneal", ("hopper",), range(14)),
+    ("learning_curves_halfcheetah_preset.png", "runs", "halfcheetah_anneal", ("halfcheetah",), range(15)),
+    (
+        "fresh_seeds.png",
+        "mean",
+        "fresh",
+        ("walker2d", "ant", "halfcheetah", "humanoid", "hopper", "lunarlander"),
+        range(20, 25),
+    ),
+    ("long_runs.png", "mean", "long", ("walker2d", "ant", "halfcheetah", "hopper"), range(20, 25)),
+)
+
+
+def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
+    """Redraws every figure of :data:`FIGURES` from the logs under ``data`` into ``out``; tasks
+    without logs are left out of a figure. Returns the files written."""
+    written = []
+    for name, kind, folder, tasks, seeds in FIGURES:
+        root, path = data / folder, out / name
+        present = [task for task in tasks if any(read_scalar(run_dir(root, task, s), EVAL_RETURN)[0] for s in seeds)]
+        if not present:
+            continue
+        if kind == "runs":
+            report(root, present, list(seeds), path)
+        else:
+            figure(root, present, list(seeds), path, reps=reps)
+        written.append(path)
+    return written
+
+
 def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) -> None:
     """Copies the logs the report reads (small CSVs) of every run to ``destination``."""
     for task in tasks:
@@ -470,7 +520,9 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "report", "export", "evaluate", "takeoff", "stats", "figure"))
+    parser.add_argument(
+        "command", choices=("run", "report", "export", "evaluate", "takeoff", "stats", "figure", "figures")
+    )
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--frames", type=int, default=1_000_000)
@@ -480,6 +532,8 @@ def main(argv=None) -> None:
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
+    parser.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data", help="figures: the logs")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="figures: where the figures go")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
@@ -502,6 +556,10 @@ def main(argv=None) -> None:
         if args.figure is None:
             parser.error("figure needs --figure PATH")
         figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps or 2000)
+        return
+    if args.command == "figures":
+        for path in figures(args.data, args.out, reps=args.reps or 2000):
+            print(path)
         return
     if args.command == "stats":
         table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000)

@@ -257,3 +257,18 @@ def test_figure_draws_every_task_from_the_exported_logs(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="No evaluation logs"):
         learning.figure(tmp_path, ["walker2d"], [0], out)
+
+
+def test_figures_redraws_every_docs_figure_from_its_logs(tmp_path):
+    """A small fixture: one run per task and figure, with three evaluations each."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    for _, _, folder, tasks, seeds in learning.FIGURES:
+        for task in tasks:
+            csv = data / folder / task / f"seed{seeds[0]}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            csv.write_text("".join(f"{step},{step / 1000}\n" for step in (100_000, 500_000, 1_000_000)))
+    learning.main(["figures", "--data", str(data), "--out", str(out), "--reps", "50"])
+    names = sorted(path.name for path in out.iterdir())
+    assert names == sorted(name for name, *_ in learning.FIGURES)
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in out.iterdir())
+    assert set(names) >= {path.name for path in (learning.ROOT / "docs").glob("*.png")}  # every figure in docs/

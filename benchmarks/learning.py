@@ -407,6 +407,20 @@ def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: i
     task_panels(drawn, path, draw, "eval return")
 
 
+def starts_figure(root: Path, tasks: list[str], seeds: list[int], path: Path) -> None:
+    """Per task: every run's evaluation curve, coloured by how it started (each folder
+    ``<root>/<task>/<start>/seed<S>``: e.g. from an offline run's networks, or from scratch)."""
+    starts = {task: sorted(p.name for p in (root / task).iterdir() if p.is_dir()) for task in tasks}
+
+    def draw(ax, task):
+        for color, start in enumerate(starts[task]):
+            curves = [read_scalar(root / task / start / f"seed{seed}", EVAL_RETURN) for seed in seeds]
+            for i, (steps, values) in enumerate(curve for curve in curves if curve[0]):
+                ax.plot(steps, values, color=f"C{color}", lw=1, label=start.replace("_", " ") if i == 0 else None)
+
+    task_panels(tasks, path, draw, "eval return")
+
+
 def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[float]:
     """The evaluation return of each run whose curve reaches ``samples`` (interpolated there)."""
     values = [interpolate(*read_scalar(run_dir(root, task, seed), EVAL_RETURN), samples) for seed in seeds]
@@ -458,7 +472,8 @@ def stats_table(
 
 
 # Every learning-curve figure in docs/: its file, how it is drawn ("runs": every run's curve, as
-# ``report``; "mean": the mean with its bootstrap band, as ``figure``), the data folder under
+# ``report``; "mean": the mean with its bootstrap band, as ``figure``; "starts": every run's curve
+# per way of starting, the folders under <task>/, as ``starts_figure``), the data folder under
 # docs/results_data, the tasks and the seeds. ``figures`` redraws them all.
 FIGURES = (
     (
@@ -485,6 +500,7 @@ FIGURES = (
         range(20, 25),
     ),
     ("long_runs.png", "mean", "long", ("walker2d", "ant", "halfcheetah", "hopper"), range(20, 25)),
+    ("offline_to_online.png", "starts", "offline/online", ("hopper", "halfcheetah"), range(3)),
 )
 
 
@@ -494,11 +510,13 @@ def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
     written = []
     for name, kind, folder, tasks, seeds in FIGURES:
         root, path = data / folder, out / name
-        present = [task for task in tasks if any(read_scalar(run_dir(root, task, s), EVAL_RETURN)[0] for s in seeds)]
+        present = [task for task in tasks if any(root.glob(f"{task}/**/scalars/{EVAL_RETURN}.csv"))]
         if not present:
             continue
         if kind == "runs":
             report(root, present, list(seeds), path)
+        elif kind == "starts":
+            starts_figure(root, present, list(seeds), path)
         else:
             figure(root, present, list(seeds), path, reps=reps)
         written.append(path)

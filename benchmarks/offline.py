@@ -8,9 +8,10 @@
     # online from the offline AWR runs (their networks and dataset) against online from scratch
     python benchmarks/offline.py online --task hopper --init runs/offline/hopper-medium/awr --seeds 0 1 2 \\
         --frames 250000 --root runs/offline_online
-    # the tables (markdown) and the offline-to-online figure
-    python benchmarks/offline.py report --root runs/offline --data runs/data --online runs/offline_online \\
-        --figure docs/offline_to_online.png
+    # keep what the report reads, then the tables (markdown); the figure: learning.py figures
+    python benchmarks/offline.py export --root runs/offline --data runs/data --online runs/offline_online
+    python benchmarks/offline.py report --root docs/results_data/offline/runs --data docs/results_data/offline/data \\
+        --online docs/results_data/offline/online
 
 An offline iteration is ``train.critic_steps`` (200) critic and ``train.actor_steps`` (1000)
 actor updates of 256 transitions, so ``--iterations N`` gives every method ``1000 N`` policy
@@ -75,7 +76,15 @@ def export_npz(data_dir: Path, path: Path) -> Path:
     return path
 
 
-def run_one(data_dir: Path, method: str, seed: int, iterations: int, root: Path, d3rlpy_python: str | None) -> str:
+def run_one(
+    data_dir: Path,
+    method: str,
+    seed: int,
+    iterations: int,
+    root: Path,
+    d3rlpy_python: str | None,
+    overrides: list[str] = (),
+) -> str:
     """One offline run (skipped when its result exists); returns a line for the log."""
     _, meta = load_dataset(data_dir)
     directory = root / data_dir.name / method
@@ -93,6 +102,7 @@ def run_one(data_dir: Path, method: str, seed: int, iterations: int, root: Path,
             f"output_dir={out.resolve()}",
             *EVAL,
             *METHODS[method],
+            *overrides,
         ]
         if out.exists():
             command.append(f"resume={(out / 'checkpoint.pt').resolve()}")
@@ -124,7 +134,7 @@ def run_one(data_dir: Path, method: str, seed: int, iterations: int, root: Path,
     return f"{out}: exit {code}"
 
 
-def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path) -> str:
+def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path, overrides: list[str] = ()) -> str:
     """An online run from an offline run's networks and dataset (``init``), or from scratch."""
     name = "from_offline" if init is not None else "scratch"
     out = root / task / name / f"seed{seed}"
@@ -139,6 +149,7 @@ def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path)
         f"output_dir={out.resolve()}",
         "eval.interval=10",
         "progress=false",
+        *overrides,
     ]
     if init is not None:
         command += [f"init_from={(init / f'seed{seed}').resolve()}", "init_dataset=true"]
@@ -164,7 +175,7 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {sd:.1f}"
 
 
-def report(root: Path, data: Path, online: Path | None, figure: Path | None, seeds: list[int]) -> str:
+def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str:
     """Markdown: each dataset's size and return; each method's final return and normalised
     score per dataset (mean ± sd over ``seeds``); offline-to-online returns."""
     lines = ["| dataset | transitions | episodes | average return |", "|---|---:|---:|---:|"]
@@ -188,54 +199,45 @@ def report(root: Path, data: Path, online: Path | None, figure: Path | None, see
             cells.append(f"{_mean_sd(scores)} ({_mean_sd(returns)}, n={len(returns)})" if returns else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if online is not None:
-        lines += ["", online_table(online, seeds, figure)]
+        lines += ["", online_table(online, seeds)]
     return "\n".join(lines)
 
 
-def online_table(root: Path, seeds: list[int], figure: Path | None) -> str:
+def online_table(root: Path, seeds: list[int]) -> str:
     """Eval return at 0 / 50k / 100k / 250k online samples, from offline and from scratch."""
     budgets = (0, 50_000, 100_000, 250_000)
     lines = ["| task | start | " + " | ".join(f"{b // 1000}k" for b in budgets) + " |", "|---|---|" + "---:|" * 4]
-    curves = {}
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for start in ("from_offline", "scratch"):
             runs = [read_scalar(task_dir / start / f"seed{s}", EVAL_RETURN) for s in seeds]
             runs = [run for run in runs if run[0]]
-            if not runs:
-                continue
-            curves[(task_dir.name, start)] = runs
-            cells = [_mean_sd([np.interp(b, *run) for run in runs if run[0][-1] >= b]) for b in budgets]
-            lines.append(f"| {task_dir.name} | {start} (n={len(runs)}) | " + " | ".join(cells) + " |")
-    if figure is not None and curves:
-        plot_online(curves, figure)
+            if runs:
+                cells = [_mean_sd([float(np.interp(b, *run)) for run in runs if run[0][-1] >= b]) for b in budgets]
+                lines.append(f"| {task_dir.name} | {start} (n={len(runs)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot_online(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = sorted({task for task, _ in curves})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for start, color in (("from_offline", "C0"), ("scratch", "C1")):
-            for i, (steps, values) in enumerate(curves.get((task, start), [])):
-                ax.plot(steps, values, color=color, alpha=0.8, label=start.replace("_", " ") if i == 0 else None)
-        ax.set_title(f"{task}: online AWR")
-        ax.set_xlabel("online samples")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def export(root: Path, data: Path, online: Path | None, destination: Path) -> None:
+    """What the report and the figure read, into ``destination`` (docs/results_data/offline):
+    each dataset's ``dataset.json``, each run's evaluation log or d3rlpy result, and the online
+    runs' evaluation logs."""
+    pairs = [(path, destination / "data" / path.parent.name / path.name) for path in data.glob("*/dataset.json")]
+    pairs += [
+        (path, destination / "runs" / path.relative_to(root)) for path in root.glob(f"*/*/seed*/**/{EVAL_RETURN}.csv")
+    ]
+    pairs += [(path, destination / "runs" / path.relative_to(root)) for path in root.glob("*/*/seed*.json")]
+    if online is not None:
+        pairs += [
+            (path, destination / "online" / path.relative_to(online)) for path in online.glob(f"**/{EVAL_RETURN}.csv")
+        ]
+    for source, target in pairs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("datasets", "run", "online", "report"))
+    parser.add_argument("command", choices=("datasets", "run", "online", "report", "export"))
     parser.add_argument("--task")
     parser.add_argument("--medium", type=Path, help="the run whose policy and buffer make medium, medium-replay")
     parser.add_argument("--expert", type=Path, help="the run whose policy makes expert")
@@ -252,22 +254,27 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=250_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--d3rlpy-python", help="the python of a virtualenv with d3rlpy")
-    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--override", action="append", default=[], help="Hydra override for our runs (run, online)")
+    parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data" / "offline", help="export target")
     args = parser.parse_args(argv)
     if args.command == "datasets":
         make_datasets(args.task, args.medium, args.expert, args.out, args.random_episodes, args.episodes)
         return
     if args.command == "report":
-        print(report(args.root, args.data[0], args.online, args.figure, args.seeds))
+        print(report(args.root, args.data[0], args.online, args.seeds))
+        return
+    if args.command == "export":
+        export(args.root, args.data[0], args.online, args.to)
         return
     if args.command == "run":
         jobs = [(d, m, s) for d in args.data for m in args.methods for s in args.seeds]
         work = [
-            lambda d=d, m=m, s=s: run_one(d, m, s, args.iterations, args.root, args.d3rlpy_python) for d, m, s in jobs
+            lambda d=d, m=m, s=s: run_one(d, m, s, args.iterations, args.root, args.d3rlpy_python, args.override)
+            for d, m, s in jobs
         ]
     else:
         work = [
-            lambda init=init, s=s: online_one(args.task, init, s, args.frames, args.root)
+            lambda init=init, s=s: online_one(args.task, init, s, args.frames, args.root, args.override)
             for s in args.seeds
             for init in (args.init, None)
         ]

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from torchrl_awr.datasets import from_random
+from torchrl_awr.offline_data import write_dataset
+
 from recipe_helpers import SMALL as RECIPE_SMALL
 from recipe_helpers import load_script
 
@@ -262,9 +265,10 @@ def test_figure_draws_every_task_from_the_exported_logs(tmp_path):
 def test_figures_redraws_every_docs_figure_from_its_logs(tmp_path):
     """A small fixture: one run per task and figure, with three evaluations each."""
     data, out = tmp_path / "data", tmp_path / "out"
-    for _, _, folder, tasks, seeds in learning.FIGURES:
+    for _, kind, folder, tasks, seeds in learning.FIGURES:
         for task in tasks:
-            csv = data / folder / task / f"seed{seeds[0]}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+            run = data / folder / task / ("from_offline" if kind == "starts" else "") / f"seed{seeds[0]}"
+            csv = run / "logs" / "scalars" / "eval" / "return_mean.csv"
             csv.parent.mkdir(parents=True, exist_ok=True)
             csv.write_text("".join(f"{step},{step / 1000}\n" for step in (100_000, 500_000, 1_000_000)))
     learning.main(["figures", "--data", str(data), "--out", str(out), "--reps", "50"])
@@ -272,3 +276,32 @@ def test_figures_redraws_every_docs_figure_from_its_logs(tmp_path):
     assert names == sorted(name for name, *_ in learning.FIGURES)
     assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in out.iterdir())
     assert set(names) >= {path.name for path in (learning.ROOT / "docs").glob("*.png")}  # every figure in docs/
+
+
+def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):
+    """Two tiny datasets (random, and the 'expert' that scores are normalised against), AWR and
+    BC for one small iteration each, then the report and the export it reads from."""
+    offline = load_script(ROOT / "benchmarks" / "offline.py")
+    data = tmp_path / "data"
+    for kind, seed in (("random", 0), ("expert", 1)):
+        cfg, transitions, source = from_random("inverted_pendulum", 4, envs=2, seed=seed)
+        write_dataset(transitions, data / f"inverted_pendulum-{kind}", cfg, source)
+    small = [
+        "train.critic_steps=2",
+        "train.actor_steps=4",
+        "train.batch_size=8",
+        "train.compile=false",
+        "eval.episodes=2",
+    ]
+    offline.main(
+        ["run", "--data", str(data / "inverted_pendulum-random"), "--methods", "awr", "bc", "--seeds", "0",
+         "--iterations", "1", "--root", str(tmp_path / "runs"), "--jobs", "2", *(f"--override={o}" for o in small)]
+    )  # fmt: skip
+    assert capsys.readouterr().out.count(": exit 0") == 2
+    offline.main(["export", "--root", str(tmp_path / "runs"), "--data", str(data), "--to", str(tmp_path / "kept")])
+    kept = tmp_path / "kept"
+    offline.main(["report", "--root", str(kept / "runs"), "--data", str(kept / "data"), "--seeds", "0"])
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| inverted_pendulum-random | ")]
+    assert len(rows) == 2  # the dataset's size and return, then its scores
+    assert rows[1].count("n=1)") == 2 and rows[1].endswith("| – | – |")  # awr and bc scored; iql, awac not run

@@ -11,6 +11,9 @@
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
     python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
+    # the report's table: per task, mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)
+    python benchmarks/learning.py summary --root docs/results_data/fresh --long-root docs/results_data/long \\
+        --tasks hopper walker2d --seeds 20 21 22 23 24
     # every figure in docs/, redrawn from docs/results_data (FIGURES lists them)
     python benchmarks/learning.py figures
     # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points
@@ -427,6 +430,46 @@ def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[fl
     return [value for value in values if value is not None]
 
 
+def mean_interval(values: list[float], reps: int, random_state) -> tuple[float, float, float]:
+    """The mean of ``values`` (one per run) with its 95 % percentile-bootstrap interval (rliable)."""
+    import numpy as np
+
+    library, metrics = rliable()
+    scores = np.array(values, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
+    means, intervals = library.get_interval_estimates(
+        {"ours": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
+    )
+    low, high = intervals["ours"][:, 0]
+    return float(means["ours"]), float(low), float(high)
+
+
+def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], reps: int = 20_000, seed: int = 0) -> str:
+    """The report's table: per task, at each budget of ``roots`` (samples -> the runs' root),
+    our runs' mean with its 95 % bootstrap interval and n, beside the original's mean ± sd."""
+    import numpy as np
+
+    budgets = sorted(roots)
+    rows = [
+        "| task | "
+        + " | ".join(f"{b / 1e6:g}M: ours, mean [95 % CI] (n) | {b / 1e6:g}M: original" for b in budgets)
+        + " |",
+        "|---" + "|---:|---:" * len(budgets) + "|",
+    ]
+    for task in tasks:
+        cells = []
+        for budget in budgets:
+            ours = returns_at(roots[budget], task, seeds, budget)
+            if ours:
+                mean, low, high = mean_interval(ours, reps, np.random.RandomState(seed))
+                cells.append(f"{mean:.0f} [{low:.0f}, {high:.0f}] (n={len(ours)})")
+            else:
+                cells.append("–")
+            original = ORIGINAL_RUNS.get(task, {}).get(budget)
+            cells.append(f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f}" if original else "–")
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def stats_table(
     root: Path, tasks: list[str], seeds: list[int], budgets=BUDGETS, reps: int = 20_000, seed: int = 0
 ) -> str:
@@ -448,10 +491,7 @@ def stats_table(
                 continue
             scores = np.array(ours, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
             random_state = np.random.RandomState(seed)
-            means, intervals = library.get_interval_estimates(
-                {"ours": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
-            )
-            low, high = intervals["ours"][:, 0]
+            mean, low, high = mean_interval(ours, reps, random_state)
             iqm = metrics.aggregate_iqm(scores)
             original = ORIGINAL_RUNS.get(task, {}).get(budget)
             if original:
@@ -465,7 +505,7 @@ def stats_table(
             else:
                 original_text, p_text = "–", "–"
             rows.append(
-                f"| {task} | {budget / 1e6:g}M | {len(ours)} | {float(means['ours']):.0f} [{low:.0f}, {high:.0f}] "
+                f"| {task} | {budget / 1e6:g}M | {len(ours)} | {mean:.0f} [{low:.0f}, {high:.0f}] "
                 f"| {iqm:.0f} | {original_text} | {p_text} |"
             )
     return "\n".join(rows)
@@ -539,7 +579,8 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "command", choices=("run", "report", "export", "evaluate", "takeoff", "stats", "figure", "figures")
+        "command",
+        choices=("run", "report", "export", "evaluate", "takeoff", "stats", "summary", "figure", "figures"),
     )
     parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -552,6 +593,7 @@ def main(argv=None) -> None:
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data", help="figures: the logs")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="figures: where the figures go")
+    parser.add_argument("--long-root", type=Path, default=None, help="summary: the runs read at 5M (default --root)")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
@@ -578,6 +620,11 @@ def main(argv=None) -> None:
     if args.command == "figures":
         for path in figures(args.data, args.out, reps=args.reps or 2000):
             print(path)
+        return
+    if args.command == "summary":
+        long_root = args.long_root or args.root
+        roots = {1_000_000: args.root, 2_000_000: args.root, 5_000_000: long_root}
+        print(summary_table(roots, args.tasks, args.seeds, reps=args.reps or 20_000))
         return
     if args.command == "stats":
         table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000)

@@ -305,3 +305,18 @@ def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):
     rows = [line for line in table.splitlines() if line.startswith("| inverted_pendulum-random | ")]
     assert len(rows) == 2  # the dataset's size and return, then its scores
     assert rows[1].count("n=1)") == 2 and rows[1].endswith("| – | – |")  # awr and bc scored; iql, awac not run
+
+
+def test_summary_reads_1m_and_2m_from_the_runs_and_5m_from_the_long_ones(tmp_path, capsys):
+    for root, seeds, last in ((tmp_path / "fresh", (0, 1), 2_000_000), (tmp_path / "long", (0,), 5_000_000)):
+        for seed in seeds:
+            csv = root / "hopper" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+            csv.parent.mkdir(parents=True)
+            csv.write_text(f"0,0\n{last},{last / 1000 + 2 * seed}\n")  # 1M: 1000 (+ seed), 2M: 2000 (+ 2 seed)
+    learning.main(
+        ["summary", "--root", str(tmp_path / "fresh"), "--long-root", str(tmp_path / "long"), "--tasks", "hopper",
+         "--seeds", "0", "1", "--reps", "200"]
+    )  # fmt: skip
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    assert row[1] == "1000 [1000, 1001] (n=2)" and row[2] == "3326 ± 64"  # 1000 and 1001
+    assert row[3] == "2001 [2000, 2002] (n=2)" and row[5] == "5000 [5000, 5000] (n=1)"

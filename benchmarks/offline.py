@@ -43,7 +43,7 @@ METHODS = {
     "bc": ["loss.beta=1e6"],  # exp(A / 1e6) = 1 for every transition: plain log-likelihood
 }
 D3RLPY = ("iql", "awac")
-EVAL = ["eval.interval=5", "eval.episodes=10", "eval.num_envs=10", "checkpoint.interval=5", "progress=false"]
+EVAL = ["eval.interval=5", "eval.episodes=10", "eval.num_envs=10", "checkpoint.interval=5"]
 
 
 def make_datasets(task: str, medium: Path, expert: Path, out: Path, random_episodes: int, episodes: int) -> None:
@@ -92,18 +92,8 @@ def run_one(
         out = directory / f"seed{seed}"
         if (out / "checkpoint.pt").is_file() and read_scalar(out, EVAL_RETURN)[0][-1:] == [float(iterations)]:
             return f"{out}: done"
-        command = [
-            sys.executable,
-            str(ROOT / "recipes" / "offline_awr.py"),
-            f"task={meta['task']}",
-            f"dataset={data_dir.resolve()}",
-            f"seed={seed}",
-            f"offline.iterations={iterations}",
-            f"output_dir={out.resolve()}",
-            *EVAL,
-            *METHODS[method],
-            *overrides,
-        ]
+        settings = [f"dataset={data_dir.resolve()}", f"offline.iterations={iterations}", *EVAL, *METHODS[method]]
+        command = recipe_command("offline_awr.py", meta["task"], seed, out, *settings, *overrides)
         if out.exists():
             command.append(f"resume={(out / 'checkpoint.pt').resolve()}")
             command = [c for c in command if not c.startswith("output_dir=")]
@@ -124,14 +114,7 @@ def run_one(
             f"--seed={seed}",
             f"--out={out}",
         ]
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"seed{seed}.log", "a") as log:
-        log.write(f"\n$ {' '.join(command)}\n")
-        log.flush()
-        # One torch thread for every method, as the recipe's runs (threads=1).
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    return f"{out}: exit {code}"
+    return f"{out}: exit {call_logged(command, directory / f'seed{seed}.log')}"
 
 
 def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path, overrides: list[str] = ()) -> str:
@@ -140,23 +123,34 @@ def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path,
     out = root / task / name / f"seed{seed}"
     if (out / "checkpoint.pt").is_file():
         return f"{out}: done"
-    command = [
+    start = [] if init is None else [f"init_from={(init / f'seed{seed}').resolve()}", "init_dataset=true"]
+    settings = [f"collector.total_frames={frames}", "eval.interval=10", *start]
+    command = recipe_command("mujoco_awr.py", task, seed, out, *settings, *overrides)
+    return f"{out}: exit {call_logged(command, out.parent / f'seed{seed}.log')}"
+
+
+def recipe_command(script: str, task: str, seed: int, out: Path, *settings: str) -> list[str]:
+    """A recipe's command line for a run of ``task`` and ``seed`` in ``out``."""
+    return [
         sys.executable,
-        str(ROOT / "recipes" / "mujoco_awr.py"),
+        str(ROOT / "recipes" / script),
         f"task={task}",
         f"seed={seed}",
-        f"collector.total_frames={frames}",
         f"output_dir={out.resolve()}",
-        "eval.interval=10",
         "progress=false",
-        *overrides,
+        *settings,
     ]
-    if init is not None:
-        command += [f"init_from={(init / f'seed{seed}').resolve()}", "init_dataset=true"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f"seed{seed}.log", "a") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    return f"{out}: exit {code}"
+
+
+def call_logged(command: list[str], log: Path) -> int:
+    """Runs ``command`` from the repository with its output appended to ``log``; its exit code.
+    Every method gets one torch thread, as the recipe's runs (threads=1)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write(f"\n$ {' '.join(command)}\n")
+        handle.flush()
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
 
 def final_return(directory: Path, method: str, seed: int) -> float | None:

@@ -198,15 +198,19 @@ def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str
 
 
 def online_table(root: Path, seeds: list[int]) -> str:
-    """Eval return at 0 / 50k / 100k / 250k online samples, from offline and from scratch."""
-    budgets = (0, 50_000, 100_000, 250_000)
+    """Eval return at 25k / 50k / 100k / 250k online samples (interpolated between evaluations),
+    from offline and from scratch."""
+    budgets = (25_000, 50_000, 100_000, 250_000)
     lines = ["| task | start | " + " | ".join(f"{b // 1000}k" for b in budgets) + " |", "|---|---|" + "---:|" * 4]
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for start in ("from_offline", "scratch"):
             runs = [read_scalar(task_dir / start / f"seed{s}", EVAL_RETURN) for s in seeds]
             runs = [run for run in runs if run[0]]
             if runs:
-                cells = [_mean_sd([float(np.interp(b, *run)) for run in runs if run[0][-1] >= b]) for b in budgets]
+                cells = [
+                    _mean_sd([float(np.interp(b, *run)) for run in runs if run[0][0] <= b <= run[0][-1]])
+                    for b in budgets
+                ]
                 lines.append(f"| {task_dir.name} | {start} (n={len(runs)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

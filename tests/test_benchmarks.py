@@ -298,10 +298,24 @@ def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):
          "--iterations", "1", "--root", str(tmp_path / "runs"), "--jobs", "2", *(f"--override={o}" for o in small)]
     )  # fmt: skip
     assert capsys.readouterr().out.count(": exit 0") == 2
-    offline.main(["export", "--root", str(tmp_path / "runs"), "--data", str(data), "--to", str(tmp_path / "kept")])
+    online = ["collector.type=single", "env.num_envs=4", "collector.frames_per_batch=128", "buffer.size=1024"]
+    offline.main(
+        ["online", "--task", "inverted_pendulum", "--init", str(tmp_path / "runs" / "inverted_pendulum-random" / "awr"),
+         "--seeds", "0", "--frames", "256", "--root", str(tmp_path / "online"), "--jobs", "2",
+         *(f"--override={o}" for o in [*small, *online, "eval.interval=1"])]
+    )  # fmt: skip
+    assert capsys.readouterr().out.count(": exit 0") == 2  # from the offline run, and from scratch
+    offline.main(
+        ["export", "--root", str(tmp_path / "runs"), "--data", str(data), "--online", str(tmp_path / "online"),
+         "--to", str(tmp_path / "kept")]
+    )  # fmt: skip
     kept = tmp_path / "kept"
-    offline.main(["report", "--root", str(kept / "runs"), "--data", str(kept / "data"), "--seeds", "0"])
+    offline.main(
+        ["report", "--root", str(kept / "runs"), "--data", str(kept / "data"), "--online", str(kept / "online"),
+         "--seeds", "0"]
+    )  # fmt: skip
     table = capsys.readouterr().out
+    assert "| inverted_pendulum | from_offline (n=1) | " in table and "| inverted_pendulum | scratch (n=1) | " in table
     rows = [line for line in table.splitlines() if line.startswith("| inverted_pendulum-random | ")]
     assert len(rows) == 2  # the dataset's size and return, then its scores
     assert rows[1].count("n=1)") == 2 and rows[1].endswith("| – | – |")  # awr and bc scored; iql, awac not run

@@ -95,6 +95,7 @@ def test_sidecar_json_and_default_paths(runs, capsys):
         "env_id": "Hopper-v5",
         "env_kwargs": {},
         "samples": 512,
+        "trained": "512 samples",
         "checkpoint": str(hopper / "checkpoint.pt"),
         "distribution": "normal",
         "input_name": "observation",

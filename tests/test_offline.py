@@ -20,7 +20,16 @@ from torchrl_awr.offline_data import DatasetError, load_dataset, load_minari, lo
 from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
-from recipe_helpers import OFFLINE_RECIPE, SMALL, compose_config, load_recipe, read_csv, run_command, run_recipe
+from recipe_helpers import (
+    OFFLINE_RECIPE,
+    SMALL,
+    compose_config,
+    load_recipe,
+    read_csv,
+    run_command,
+    run_module,
+    run_recipe,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -200,6 +209,8 @@ def test_the_offline_command_trains_resumes_and_then_goes_online(hopper_data, tm
     assert "(resumed at 2)" in resumed.stdout and "Done: 4 iterations" in resumed.stdout
     assert [step for step, _ in read_csv(tmp_path / "off", "iteration")] == [1, 2, 3, 4]
     assert [step for step, _ in read_csv(tmp_path / "off", "eval/return_mean")] == [2, 4]
+    evaluated = run_module("torchrl_awr.evaluate", str(tmp_path / "off"), "--episodes", "2")
+    assert evaluated.returncode == 0 and evaluated.stdout.startswith("Hopper-v5 at 4 offline iterations, 2 ")
 
     online = run_command(tmp_path, "output_dir=on", "init_from=off", "init_dataset=true", "collector.total_frames=256")
     assert online.returncode == 0, online.stderr[-2000:]

@@ -74,6 +74,7 @@ def evaluate_run(
         "env_id": run.cfg.env.name,
         "checkpoint": str(run.checkpoint),
         "frames": run.frames,
+        "trained": run.trained,
     }
     if video_path is not None:
         result["video"] = str(video_path)
@@ -84,7 +85,7 @@ def summary(result: dict) -> str:
     """One readable line of :func:`evaluate_run`'s result."""
     policy = "stochastic" if result["stochastic"] else "deterministic"
     line = (
-        f"{result['env_id']} at {result['frames']} samples, {result['episodes']} {policy} episodes "
+        f"{result['env_id']} at {result['trained']}, {result['episodes']} {policy} episodes "
         f"(seed {result['seed']}): return {result['return_mean']:.1f} ± {result['return_std']:.1f}, "
         f"episode length {result['episode_length_mean']:.1f}"
     )

@@ -69,6 +69,7 @@ def policy_metadata(run: TrainedRun, fmt: str) -> dict:
         "env_id": run.cfg.env.name,
         "env_kwargs": env_kwargs(run.cfg),
         "samples": run.frames,
+        "trained": run.trained,
         "checkpoint": str(run.checkpoint),
         "distribution": run.cfg.model.distribution,
         "input_name": INPUT_NAME,
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         metadata = export_policy(run, out, args.format)
     except BAD_INPUT as err:
         exit_bad_input(err)
-    print(f"wrote {out} and {out}.json: the {metadata['env_id']} policy at {metadata['samples']} samples")
+    print(f"wrote {out} and {out}.json: the {metadata['env_id']} policy at {run.trained}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ class TrainedRun:
     observation_dim: int
     action_spec: TensorSpec  # of one environment (batch dimension 1)
     frames: int  # samples collected when the checkpoint was saved
+    iteration: int  # iterations done then
+
+    @property
+    def trained(self) -> str:
+        """How far it trained, in its run's unit: samples collected, or offline iterations."""
+        if OmegaConf.select(self.cfg, "dataset"):
+            return f"{self.iteration} offline iterations"
+        return f"{self.frames} samples"
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -102,7 +110,10 @@ def load_run(path: str | Path) -> TrainedRun:
         raise CheckpointError(
             f"The checkpoint {checkpoint} does not fit the model its config.yaml builds: {detail.splitlines()[0]}"
         ) from err
-    return TrainedRun(checkpoint, cfg, actor.eval(), observation_dim, action_spec, state["counters"]["frames"])
+    counters = state["counters"]
+    return TrainedRun(
+        checkpoint, cfg, actor.eval(), observation_dim, action_spec, counters["frames"], counters["iteration"]
+    )
 
 
 def exit_bad_input(message: object) -> NoReturn:

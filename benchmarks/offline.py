@@ -165,8 +165,9 @@ def final_return(directory: Path, method: str, seed: int) -> float | None:
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str:
@@ -185,12 +186,17 @@ def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str
     lines += ["", "| dataset | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for name in sorted(metas):
         task = name.split("-")[0]
-        low, high = metas[f"{task}-random"]["return_mean"], metas[f"{task}-expert"]["return_mean"]
+        bounds = [metas.get(f"{task}-{kind}", {}).get("return_mean") for kind in ("random", "expert")]
         cells = []
         for method in methods:
             returns = [r for s in seeds if (r := final_return(root / name / method, method, s)) is not None]
-            scores = [100 * (r - low) / (high - low) for r in returns]
-            cells.append(f"{_mean_sd(scores)} ({_mean_sd(returns)}, n={len(returns)})" if returns else "–")
+            if not returns:
+                cells.append("–")
+            elif None in bounds:  # no random or expert dataset to normalise with: the returns alone
+                cells.append(f"({_mean_sd(returns)}, n={len(returns)})")
+            else:
+                scores = [100 * (r - bounds[0]) / (bounds[1] - bounds[0]) for r in returns]
+                cells.append(f"{_mean_sd(scores)} ({_mean_sd(returns)}, n={len(returns)})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if online is not None:
         lines += ["", online_table(online, seeds)]

@@ -167,15 +167,15 @@ def import_minari():
 def load_minari(dataset_id: str) -> tuple[TensorDict, dict]:
     """A Minari dataset of the local store, read through TorchRL's ``MinariExperienceReplay``
     (nothing is downloaded), as the dataset's transitions and meta."""
-    import_minari()
-    from torchrl.data.datasets import MinariExperienceReplay
-
     source = minari_root() / dataset_id / "data" / "main_data.hdf5"
     if not source.is_file():
         raise DatasetError(
             f"dataset={dataset_id}: no such dataset directory, and no Minari dataset {dataset_id!r} in the local "
             f"Minari store (looked for {source}; MINARI_DATASETS_PATH sets the store)."
         )
+    import_minari()
+    from torchrl.data.datasets import MinariExperienceReplay
+
     with tempfile.TemporaryDirectory() as root, _patched_minari_loader():
         replay = MinariExperienceReplay(
             dataset_id, batch_size=1, root=root, download=False, load_from_local_minari=True

@@ -68,3 +68,9 @@ def test_readme_offline_commands_run_as_written(tmp_path):
     assert (tmp_path / "data" / "hopper-medium" / "dataset.json").is_file()
     online_runs = list((tmp_path / "outputs" / "hopper").glob("*_seed0"))
     assert len(online_runs) == 1 and (online_runs[0] / "checkpoint.pt").is_file()
+
+
+def test_readme_shows_the_reports_table():
+    report = (README.parent / "docs" / "results.md").read_text()
+    table = report.split("<!-- summary-table -->")[1].strip()
+    assert table.startswith("| task | 1M: ours") and table in README.read_text()

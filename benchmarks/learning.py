@@ -344,6 +344,16 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, over
     return "\n".join(rows)
 
 
+def seeded(seed: int):
+    """A ``RandomState`` for rliable's ``random_state``, with numpy's global RNG seeded too:
+    rliable's stratified bootstrap draws its resamples from ``np.random`` and ignores the state
+    it is given, so without this the same command gives other intervals each time."""
+    import numpy as np
+
+    np.random.seed(seed)
+    return np.random.RandomState(seed)
+
+
 def rliable():
     """rliable's ``library`` and ``metrics`` (the ``stats`` extra), with the warning arch gives
     about the RNG argument rliable passes it silenced."""
@@ -360,7 +370,7 @@ def mean_curve(curves: list[tuple[list[float], list[float]]], grid, reps: int = 
     import numpy as np
 
     library, metrics = rliable()
-    random_state = np.random.RandomState(seed)
+    random_state = seeded(seed)
     mean, low, high, count = (np.full(len(grid), np.nan) for _ in range(4))
     for i, at in enumerate(grid):
         values = [v for v in (interpolate(steps, returns, at) for steps, returns in curves) if v is not None]
@@ -446,7 +456,6 @@ def mean_interval(values: list[float], reps: int, random_state) -> tuple[float, 
 def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], reps: int = 20_000, seed: int = 0) -> str:
     """The report's table: per task, at each budget of ``roots`` (samples -> the runs' root),
     our runs' mean with its 95 % bootstrap interval and n, beside the original's mean ± sd."""
-    import numpy as np
 
     budgets = sorted(roots)
     rows = [
@@ -460,7 +469,7 @@ def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], re
         for budget in budgets:
             ours = returns_at(roots[budget], task, seeds, budget)
             if ours:
-                mean, low, high = mean_interval(ours, reps, np.random.RandomState(seed))
+                mean, low, high = mean_interval(ours, reps, seeded(seed))
                 cells.append(f"{mean:.0f} [{low:.0f}, {high:.0f}] (n={len(ours)})")
             else:
                 cells.append("–")
@@ -490,7 +499,7 @@ def stats_table(
             if not ours:
                 continue
             scores = np.array(ours, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
-            random_state = np.random.RandomState(seed)
+            random_state = seeded(seed)
             mean, low, high = mean_interval(ours, reps, random_state)
             iqm = metrics.aggregate_iqm(scores)
             original = ORIGINAL_RUNS.get(task, {}).get(budget)

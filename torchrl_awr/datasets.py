@@ -32,13 +32,11 @@ from torchrl_awr.builders import compose_config, env_maker, make_trainer
 from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.envs import max_episode_steps
 from torchrl_awr.offline_data import (
-    DatasetError,
     check_new_directory,
+    check_new_minari_id,
     data_summary,
     dataset_fields,
     episode_indices,
-    import_minari,
-    minari_root,
     write_dataset,
     write_minari,
 )
@@ -164,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.source != "buffer" and (args.episodes < 1 or args.envs < 1):
             raise ValueError(f"--episodes and --envs must be >= 1, got {args.episodes} and {args.envs}.")
         if args.minari is not None:
-            import_minari()
-            if (minari_root() / args.minari).exists():
-                raise DatasetError(f"The Minari dataset {args.minari!r} exists already in {minari_root()}.")
+            check_new_minari_id(args.minari)
         if args.out is not None:
             check_new_directory(args.out)
         if args.source == "random":

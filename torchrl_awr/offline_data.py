@@ -211,13 +211,19 @@ def _patched_minari_loader():
         torchrl_logger.setLevel(level)
 
 
-def write_minari(data: TensorDictBase, dataset_id: str, env_id: str, source: dict) -> Path:
-    """Writes the episodes of ``data`` as the Minari dataset ``dataset_id`` in the local store."""
+def check_new_minari_id(dataset_id: str):
+    """Minari is installed and the local store has no dataset ``dataset_id`` yet; returns minari."""
     minari = import_minari()
-    from minari.data_collector import EpisodeBuffer
-
     if (minari_root() / dataset_id).exists():
         raise DatasetError(f"The Minari dataset {dataset_id!r} exists already in {minari_root()}.")
+    return minari
+
+
+def write_minari(data: TensorDictBase, dataset_id: str, env_id: str, source: dict) -> Path:
+    """Writes the episodes of ``data`` as the Minari dataset ``dataset_id`` in the local store."""
+    minari = check_new_minari_id(dataset_id)
+    from minari.data_collector import EpisodeBuffer
+
     check_transitions(data, dataset_id)
     episode = data.get("episode")
     starts = torch.cat([torch.tensor([True]), episode[1:] != episode[:-1]]).nonzero().reshape(-1).tolist()

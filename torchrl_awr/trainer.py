@@ -171,6 +171,7 @@ class AWRTrainer:
             raise ValueError(f"The observation normaliser needs a critic with one input key; it has {critic_keys}.")
         self.collector = collector
         self.dataset = dataset
+        self._dataset_fingerprint = None if dataset is None else _fingerprint(dataset, self.store.keys.reward)
         self.replay_buffer = replay_buffer
         self.loss_module = loss_module
         self.actor_optimizer = actor_optimizer
@@ -464,7 +465,7 @@ class AWRTrainer:
                 "last_eval": self.last_eval,
             },
             "store": self.store.state_dict(),
-            "dataset": self._dataset_fingerprint(),
+            "dataset": self._dataset_fingerprint,
             "rng": rng_state(),
             "config": asdict(self.config),
         }
@@ -478,10 +479,10 @@ class AWRTrainer:
         self.iteration = counters["iteration"]
         self.wall_time = counters["wall_time"]
         self.last_eval = counters["last_eval"]
-        if state.get("dataset") != self._dataset_fingerprint():
+        if state.get("dataset") != self._dataset_fingerprint:
             raise ValueError(
                 f"the checkpoint was trained on {_describe_data(state.get('dataset'))}; this trainer has "
-                f"{_describe_data(self._dataset_fingerprint())}."
+                f"{_describe_data(self._dataset_fingerprint)}."
             )
         if "store" in state:
             self.store.load_state_dict(state["store"])
@@ -490,14 +491,6 @@ class AWRTrainer:
         set_rng_state(state["rng"])
         if self.collector is not None:
             self.collector.update_policy_weights_()
-
-    def _dataset_fingerprint(self) -> dict | None:
-        """An offline run's dataset, as its checkpoint records it: the transitions and the sum
-        of their rewards, so that a resume on other data is refused. None online."""
-        if self.dataset is None:
-            return None
-        reward = self.dataset.get(self.store.keys.reward)
-        return {"transitions": self.dataset.shape[0], "reward_sum": round(reward.double().sum().item(), 6)}
 
     def save(self, path: str | Path) -> None:
         """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``)."""
@@ -540,6 +533,13 @@ def _fitting(path: str | Path) -> Iterator[None]:
         raise CheckpointError(
             f"The checkpoint {path} does not fit the model built from this config: {detail.splitlines()[0]}"
         ) from err
+
+
+def _fingerprint(dataset: TensorDictBase, reward_key) -> dict:
+    """An offline run's dataset, as its checkpoint records it: the transitions and the sum of
+    their rewards, so that a resume on other data is refused."""
+    reward = dataset.get(reward_key)
+    return {"transitions": dataset.shape[0], "reward_sum": round(reward.double().sum().item(), 6)}
 
 
 def _describe_data(fingerprint: dict | None) -> str:

@@ -1,4 +1,4 @@
-"""An established offline library on our datasets: d3rlpy's IQL or AWAC, with the settings of
+"""An established offline library on our datasets: d3rlpy's IQL, CRR or AWAC, with the settings of
 d3rlpy's own reproduction scripts, on a dataset exported by ``benchmarks/offline.py`` as .npz.
 
 Runs in a virtualenv of its own (d3rlpy pins gymnasium 1.0.0)::
@@ -23,8 +23,9 @@ import numpy as np
 
 
 def make_algo(name: str, steps: int):
-    """IQL as d3rlpy's reproduction (cosine-annealed actor lr, return-based reward scale) and
-    AWAC as its reproduction (4 x 256 encoders, batch 1024, weight decay)."""
+    """IQL as d3rlpy's reproduction (cosine-annealed actor lr, return-based reward scale), CRR as
+    its reproduction (binary filter 1[A > 0], mean advantage, soft target updates) and AWAC as its
+    reproduction (4 x 256 encoders, batch 1024, weight decay)."""
     if name == "iql":
         return d3rlpy.algos.IQLConfig(
             actor_learning_rate=3e-4,
@@ -37,6 +38,15 @@ def make_algo(name: str, steps: int):
             max_weight=100.0,
             expectile=0.7,
             reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0),
+        ).create(device="cpu:0")
+    if name == "crr":
+        return d3rlpy.algos.CRRConfig(
+            actor_learning_rate=3e-4,
+            critic_learning_rate=3e-4,
+            batch_size=256,
+            weight_type="binary",
+            advantage_type="mean",
+            target_update_type="soft",
         ).create(device="cpu:0")
     encoder = d3rlpy.models.encoders.VectorEncoderFactory([256, 256, 256, 256])
     return d3rlpy.algos.AWACConfig(
@@ -54,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--env", required=True)
-    parser.add_argument("--algo", choices=("iql", "awac"), required=True)
+    parser.add_argument("--algo", choices=("iql", "crr", "awac"), required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--eval-every", type=int, default=5000)
     parser.add_argument("--episodes", type=int, default=10)

@@ -2,7 +2,7 @@
 
     # the four datasets of a task: random actions, a medium policy, its replay buffer, an expert
     python benchmarks/offline.py datasets --task hopper --medium RUN --expert RUN --out runs/data
-    # offline runs, equal gradient steps: AWR, BC (AWR with beta=1e6), d3rlpy's IQL / AWAC
+    # offline runs, equal gradient steps: AWR, BC (AWR with beta=1e6), d3rlpy's IQL / CRR / AWAC
     python benchmarks/offline.py run --data runs/data/hopper-medium --methods awr bc iql --seeds 0 1 2 \\
         --iterations 30 --root runs/offline --d3rlpy-python ../d3rlpy-venv/bin/python
     # online from the offline AWR runs (their networks and dataset) against online from scratch
@@ -42,7 +42,7 @@ METHODS = {
     "awr": [],
     "bc": ["loss.beta=1e6"],  # exp(A / 1e6) = 1 for every transition: plain log-likelihood
 }
-D3RLPY = ("iql", "awac")
+D3RLPY = ("iql", "crr", "awac")
 EVAL = ["eval.interval=5", "eval.episodes=10", "eval.num_envs=10", "checkpoint.interval=5"]
 
 

@@ -172,7 +172,8 @@ def _mean_sd(values: list[float]) -> str:
 
 def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str:
     """Markdown: each dataset's size and return; each method's final return and normalised
-    score per dataset (mean ± sd over ``seeds``); offline-to-online returns."""
+    score per dataset (mean ± sd over ``seeds``), a column for each method that has runs;
+    offline-to-online returns."""
     lines = ["| dataset | transitions | episodes | average return |", "|---|---:|---:|---:|"]
     metas = {}
     for path in sorted(data.iterdir()):
@@ -182,7 +183,11 @@ def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str
                 f"| {path.name} | {meta['transitions']:,} | {meta['episodes']} | "
                 f"{meta['return_mean']:.1f} ± {meta['return_std']:.1f} |"
             )
-    methods = [*METHODS, *D3RLPY]
+    methods = [  # the methods with at least one run
+        m
+        for m in (*METHODS, *D3RLPY)
+        if any(final_return(root / n / m, m, s) is not None for n in metas for s in seeds)
+    ]
     lines += ["", "| dataset | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for name in sorted(metas):
         task = name.split("-")[0]

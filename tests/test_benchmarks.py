@@ -310,6 +310,9 @@ def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):
          "--to", str(tmp_path / "kept")]
     )  # fmt: skip
     kept = tmp_path / "kept"
+    crr = kept / "runs" / "inverted_pendulum-random" / "crr" / "seed0.json"  # as d3rlpy_baseline.py writes it
+    crr.parent.mkdir()
+    crr.write_text(json.dumps({"steps": [5000, 10000], "returns": [3.0, 7.0], "algo": "crr", "seed": 0}))
     offline.main(
         ["report", "--root", str(kept / "runs"), "--data", str(kept / "data"), "--online", str(kept / "online"),
          "--seeds", "0"]
@@ -318,7 +321,8 @@ def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):
     assert "| inverted_pendulum | from_offline (n=1) | " in table and "| inverted_pendulum | scratch (n=1) | " in table
     rows = [line for line in table.splitlines() if line.startswith("| inverted_pendulum-random | ")]
     assert len(rows) == 2  # the dataset's size and return, then its scores
-    assert rows[1].count("n=1)") == 2 and rows[1].endswith("| – | – |")  # awr and bc scored; iql, awac not run
+    assert "| dataset | awr | bc | crr |" in table  # iql and awac have no runs: no columns
+    assert rows[1].count("n=1)") == 3 and rows[1].endswith("(7.0, n=1) |")  # crr: its last evaluation
 
 
 def test_summary_reads_1m_and_2m_from_the_runs_and_5m_from_the_long_ones(tmp_path, capsys):

@@ -197,7 +197,7 @@ def report(root: Path, tasks: list[str], seeds: list[int], figure: Path | None) 
     return table
 
 
-def task_panels(tasks: list[str], path: Path, draw, ylabel: str) -> None:
+def task_panels(tasks: list[str], path: Path, draw, ylabel: str, xlabel: str = "samples") -> None:
     """One panel per task (three to a row), drawn by ``draw(ax, task)``, with the shared axes,
     grid and legend; saved as a PNG at ``path``."""
     import matplotlib
@@ -211,7 +211,7 @@ def task_panels(tasks: list[str], path: Path, draw, ylabel: str) -> None:
     for ax, task in zip(axes.flat, tasks):
         draw(ax, task)
         ax.set_title(task)
-        ax.set_xlabel("samples")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -522,7 +522,8 @@ def stats_table(
 
 # Every learning-curve figure in docs/: its file, how it is drawn ("runs": every run's curve, as
 # ``report``; "mean": the mean with its bootstrap band, as ``figure``; "starts": every run's curve
-# per way of starting, the folders under <task>/, as ``starts_figure``), the data folder under
+# per way of starting, the folders under <task>/, as ``starts_figure``; "wallclock": return
+# against minutes of training, as ``wallclock.py figure``), the data folder under
 # docs/results_data, the tasks and the seeds. ``figures`` redraws them all.
 FIGURES = (
     (
@@ -550,6 +551,7 @@ FIGURES = (
     ),
     ("long_runs.png", "mean", "long", ("walker2d", "ant", "halfcheetah", "hopper"), range(20, 25)),
     ("offline_to_online.png", "starts", "offline/online", ("hopper", "halfcheetah"), range(3)),
+    ("wallclock.png", "wallclock", "wallclock", ("hopper", "halfcheetah"), range(1)),
 )
 
 
@@ -559,6 +561,12 @@ def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
     written = []
     for name, kind, folder, tasks, seeds in FIGURES:
         root, path = data / folder, out / name
+        if kind == "wallclock":  # its runs' results are JSON files: wallclock.py reads and draws them
+            if any(root.glob("*/*/seed*.json")):
+                figure_command = [sys.executable, str(ROOT / "benchmarks" / "wallclock.py"), "figure"]
+                subprocess.run([*figure_command, f"--root={root}", f"--figure={path}"], check=True)
+                written.append(path)
+            continue
         present = [task for task in tasks if any(root.glob(f"{task}/**/scalars/{EVAL_RETURN}.csv"))]
         if not present:
             continue

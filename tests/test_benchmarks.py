@@ -267,6 +267,11 @@ def test_figures_redraws_every_docs_figure_from_its_logs(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     for _, kind, folder, tasks, seeds in learning.FIGURES:
         for task in tasks:
+            if kind == "wallclock":  # a wall-clock run's result, as wallclock.py writes it
+                result = data / folder / task / "ppo" / f"seed{seeds[0]}.json"
+                result.parent.mkdir(parents=True, exist_ok=True)
+                result.write_text(json.dumps({"seconds": [0, 60], "steps": [0, 900], "returns": [1, 2], "seed": 0}))
+                continue
             run = data / folder / task / ("from_offline" if kind == "starts" else "") / f"seed{seeds[0]}"
             csv = run / "logs" / "scalars" / "eval" / "return_mean.csv"
             csv.parent.mkdir(parents=True, exist_ok=True)
@@ -338,3 +343,48 @@ def test_summary_reads_1m_and_2m_from_the_runs_and_5m_from_the_long_ones(tmp_pat
     row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
     assert row[1] == "1000 [1000, 1001] (n=2)" and row[2] == "3326 ± 64"  # 1000 and 1001
     assert row[3] == "2001 [2000, 2002] (n=2)" and row[5] == "5000 [5000, 5000] (n=1)"
+
+
+wallclock = load_script(ROOT / "benchmarks" / "wallclock.py")
+
+
+def _write_scalar(run: Path, name: str, rows: list[tuple[float, float]]) -> None:
+    csv = run / "logs" / "scalars" / f"{name}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text("".join(f"{step},{value}\n" for step, value in rows))
+
+
+def test_wallclock_counts_our_training_seconds_without_the_evaluations(tmp_path):
+    run = tmp_path / "run"
+    _write_scalar(run, "wall_time", [(100, 10.0), (200, 25.0), (300, 31.0), (400, 50.0)])
+    _write_scalar(run, "time/eval", [(200, 4.0), (400, 6.0)])  # two evaluations: 4 s, then 6 s
+    _write_scalar(run, "eval/return_mean", [(200, 7.0), (400, 9.0)])
+    assert wallclock.awr_history(run) == {"seconds": [21.0, 40.0], "steps": [200, 400], "returns": [7.0, 9.0]}
+
+
+def test_wallclock_report_takes_the_last_evaluation_by_each_budget(tmp_path):
+    for seed, returns in ((0, [0, 10, 20, 30]), (1, [0, 30, 40, 50])):
+        result = tmp_path / "hopper" / "sac" / f"seed{seed}.json"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        history = {"seconds": [0, 300, 1000, 1800], "steps": [0, 5000, 9000, 15000 + seed], "returns": returns}
+        result.write_text(json.dumps({**history, "seed": seed}))
+    table = wallclock.report(tmp_path, ["hopper", "halfcheetah"], ["awr", "sac"])
+    rows = table.splitlines()
+    assert rows[0] == "| task | method | 5 min | 15 min | 30 min | samples by 30 min | runs |"
+    # 5 min: 10 and 30; 15 min (900 s): still those; 30 min: 30 and 50; no awr or halfcheetah runs
+    assert rows[2:] == ["| hopper | sac | 20 | 20 | 40 | 15,000 | 2 |"]
+
+
+def test_wallclock_runs_ours_and_sb3_to_a_budget_of_seconds(tmp_path, capsys):
+    """Ours (small settings, stopped by the harness) and SB3's SAC, two seconds of training each."""
+    small = [o for o in SMALL if not o.startswith(("eval.interval=", "collector.total_frames="))]
+    wallclock.main(
+        ["run", "--tasks", "hopper", "--methods", "awr", "sac", "--seconds", "2", "--root", str(tmp_path),
+         "--awr-eval-interval", "1", *(f"--override={o}" for o in small)]
+    )  # fmt: skip
+    assert capsys.readouterr().out.count(": exit 0") == 2
+    for method in ("awr", "sac"):
+        result = json.loads((tmp_path / "hopper" / method / "seed0.json").read_text())
+        assert result["seconds"][-1] >= 2 and len(result["seconds"]) == len(result["returns"]) >= 2
+        assert result["seconds"] == sorted(result["seconds"]) and result["steps"] == sorted(result["steps"])
+    assert (tmp_path / "hopper" / "awr" / "seed0" / "checkpoint.pt").is_file()  # stopped as interrupted: saved

@@ -116,7 +116,10 @@ def results(root: Path, task: str, method: str) -> list[dict]:
 
 
 def return_at(result: dict, seconds: float) -> float | None:
-    """The last evaluation at or before ``seconds`` of training (None before the first)."""
+    """The last evaluation at or before ``seconds`` of training (None before the first, or when
+    the run stopped before ``seconds``)."""
+    if result["seconds"][-1] < seconds:
+        return None
     done = [value for at, value in zip(result["seconds"], result["returns"]) if at <= seconds]
     return done[-1] if done else None
 

@@ -368,11 +368,14 @@ def test_wallclock_report_takes_the_last_evaluation_by_each_budget(tmp_path):
         result.parent.mkdir(parents=True, exist_ok=True)
         history = {"seconds": [0, 300, 1000, 1800], "steps": [0, 5000, 9000, 15000 + seed], "returns": returns}
         result.write_text(json.dumps({**history, "seed": seed}))
+    short = tmp_path / "hopper" / "awr" / "seed0.json"  # stopped after 10 minutes
+    short.parent.mkdir()
+    short.write_text(json.dumps({"seconds": [100, 600], "steps": [2000, 9000], "returns": [5, 6], "seed": 0}))
     table = wallclock.report(tmp_path, ["hopper", "halfcheetah"], ["awr", "sac"])
     rows = table.splitlines()
     assert rows[0] == "| task | method | 5 min | 15 min | 30 min | samples by 30 min | runs |"
-    # 5 min: 10 and 30; 15 min (900 s): still those; 30 min: 30 and 50; no awr or halfcheetah runs
-    assert rows[2:] == ["| hopper | sac | 20 | 20 | 40 | 15,000 | 2 |"]
+    # sac at 5 min: 10 and 30; 15 min (900 s): still those; 30 min: 30 and 50; no halfcheetah runs
+    assert rows[2:] == ["| hopper | awr | 5 | – | – | 9,000 | 1 |", "| hopper | sac | 20 | 20 | 40 | 15,000 | 2 |"]
 
 
 def test_wallclock_runs_ours_and_sb3_to_a_budget_of_seconds(tmp_path, capsys):

@@ -183,18 +183,19 @@ def report(root: Path, data: Path, online: Path | None, seeds: list[int]) -> str
                 f"| {path.name} | {meta['transitions']:,} | {meta['episodes']} | "
                 f"{meta['return_mean']:.1f} ± {meta['return_std']:.1f} |"
             )
-    methods = [  # the methods with at least one run
-        m
+    finals = {  # (dataset, method) -> the final returns of its runs
+        (n, m): [r for s in seeds if (r := final_return(root / n / m, m, s)) is not None]
+        for n in metas
         for m in (*METHODS, *D3RLPY)
-        if any(final_return(root / n / m, m, s) is not None for n in metas for s in seeds)
-    ]
+    }
+    methods = [m for m in (*METHODS, *D3RLPY) if any(finals[n, m] for n in metas)]  # those with runs
     lines += ["", "| dataset | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for name in sorted(metas):
         task = name.split("-")[0]
         bounds = [metas.get(f"{task}-{kind}", {}).get("return_mean") for kind in ("random", "expert")]
         cells = []
         for method in methods:
-            returns = [r for s in seeds if (r := final_return(root / name / method, method, s)) is not None]
+            returns = finals[name, method]
             if not returns:
                 cells.append("–")
             elif None in bounds:  # no random or expert dataset to normalise with: the returns alone

@@ -35,6 +35,9 @@ METHODS = ("awr", "ppo", "sac")
 ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 MINUTES = (5, 15, 30)
 STOPPED = 130  # the recipe's exit code when a signal stopped it
+# SB3 evaluates at the first step past each minute, a few milliseconds late: an evaluation that
+# late still counts for that minute.
+LATE_BY = 1.0
 
 
 def awr_history(run: Path) -> dict[str, list[float]]:
@@ -116,11 +119,11 @@ def results(root: Path, task: str, method: str) -> list[dict]:
 
 
 def return_at(result: dict, seconds: float) -> float | None:
-    """The last evaluation at or before ``seconds`` of training (None before the first, or when
-    the run stopped before ``seconds``)."""
+    """The last evaluation by ``seconds`` of training, allowing :data:`LATE_BY` (None before the
+    first, or when the run stopped before ``seconds``)."""
     if result["seconds"][-1] < seconds:
         return None
-    done = [value for at, value in zip(result["seconds"], result["returns"]) if at <= seconds]
+    done = [value for at, value in zip(result["seconds"], result["returns"]) if at <= seconds + LATE_BY]
     return done[-1] if done else None
 
 

@@ -287,7 +287,7 @@ def compose_config(*overrides: str, config_dir: str | Path = CONFIG_DIR) -> Dict
 
 
 def env_kwargs(cfg: DictConfig) -> dict:
-    """The ``gym.make`` kwargs of the configured task (``task.env_kwargs``)."""
+    """The ``gym.make`` kwargs of the configured task (``env.kwargs``)."""
     return OmegaConf.to_container(cfg.env.kwargs, resolve=True)
 
 

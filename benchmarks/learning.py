@@ -434,10 +434,15 @@ def starts_figure(root: Path, tasks: list[str], seeds: list[int], path: Path) ->
     task_panels(tasks, path, draw, "eval return")
 
 
+def returns_by_seed(root: Path, task: str, seeds: list[int], samples: int) -> dict[int, float]:
+    """Seed -> evaluation return, for each run whose curve reaches ``samples`` (interpolated there)."""
+    values = {seed: interpolate(*read_scalar(run_dir(root, task, seed), EVAL_RETURN), samples) for seed in seeds}
+    return {seed: value for seed, value in values.items() if value is not None}
+
+
 def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[float]:
     """The evaluation return of each run whose curve reaches ``samples`` (interpolated there)."""
-    values = [interpolate(*read_scalar(run_dir(root, task, seed), EVAL_RETURN), samples) for seed in seeds]
-    return [value for value in values if value is not None]
+    return list(returns_by_seed(root, task, seeds, samples).values())
 
 
 def mean_interval(values: list[float], reps: int, random_state) -> tuple[float, float, float]:
@@ -483,21 +488,24 @@ def stats_table(
     root: Path, tasks: list[str], seeds: list[int], budgets=BUDGETS, reps: int = 20_000, seed: int = 0
 ) -> str:
     """Per task and budget, with rliable: our runs' mean with its 95 % percentile-bootstrap CI,
-    their interquartile mean, and the probability that one of our runs beats one of the
-    original's (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI. A budget a
-    run's curve does not reach leaves that run out; the bootstrap's RNG is seeded with ``seed``."""
+    their interquartile mean, the probability that one of our runs beats one of the original's
+    (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI, and each run's value by
+    seed. A budget a run's curve does not reach leaves that run out; the bootstrap's RNG is
+    seeded with ``seed``."""
     import numpy as np
 
     library, metrics = rliable()
     rows = [
-        "| task | samples | n | ours: mean [95 % CI] | ours: IQM | original: mean ± sd (n) | P(ours > original) [95 % CI] |",
-        "|---|---|---|---|---|---|---|",
+        "| task | samples | n | ours: mean [95 % CI] | ours: IQM | original: mean ± sd (n) "
+        "| P(ours > original) [95 % CI] | ours: seed = return |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         for budget in budgets:
-            ours = returns_at(root, task, seeds, budget)
-            if not ours:
+            by_seed = returns_by_seed(root, task, seeds, budget)
+            if not by_seed:
                 continue
+            ours = list(by_seed.values())
             scores = np.array(ours, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
             random_state = seeded(seed)
             mean, low, high = mean_interval(ours, reps, random_state)
@@ -515,7 +523,9 @@ def stats_table(
                 original_text, p_text = "–", "–"
             rows.append(
                 f"| {task} | {budget / 1e6:g}M | {len(ours)} | {mean:.0f} [{low:.0f}, {high:.0f}] "
-                f"| {iqm:.0f} | {original_text} | {p_text} |"
+                f"| {iqm:.0f} | {original_text} | {p_text} | "
+                + ", ".join(f"{seed} = {value:.0f}" for seed, value in by_seed.items())
+                + " |"
             )
     return "\n".join(rows)
 

@@ -214,15 +214,17 @@ def test_stats_gives_bootstrap_intervals_iqm_and_the_probability_of_beating_the_
         csv.write_text("".join(f"{step},{value}\n" for step, value in rows))
     learning.main(["stats", "--root", str(tmp_path), "--tasks", "walker2d", "--seeds", "0", "1", "2", "--reps", "500"])
     header, _, one_m, two_m = capsys.readouterr().out.strip().splitlines()
-    assert header.count("|") == 8
+    assert header.count("|") == 9
     cells = [cell.strip() for cell in one_m.strip("|").split("|")]
     assert cells[:3] == ["walker2d", "1M", "3"] and cells[3].startswith("3333 [")
     low, high = (float(x) for x in cells[3].split("[")[1].rstrip("]").split(","))
     assert 3000 <= low <= 3333 <= high <= 3900
     assert cells[4] == "3333"  # the IQM trims a quarter from each end: nothing, of three runs
     assert cells[5] == "1777 ± 927 (5)" and cells[6] == "1.00 [1.00, 1.00]"  # every pair: ours above
+    assert cells[7] == "0 = 3000, 1 = 3100, 2 = 3900"
     cells = [cell.strip() for cell in two_m.strip("|").split("|")]
     assert cells[:4] == ["walker2d", "2M", "1", "4600 [4600, 4600]"] and cells[6] == "–"  # one run: no P
+    assert cells[7] == "0 = 4600"
 
 
 def test_mean_curve_is_the_runs_mean_where_they_reach():

@@ -408,3 +408,44 @@ def test_exported_results_are_not_git_ignored(path):
     """Every export lands under docs/results_data/ and must reach a clone: no ignore rule may match it."""
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
     assert ignored.returncode == 1
+
+
+def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path, capsys):
+    """An untrained Hopper falls: every episode ends before the limit, each counted once, and
+    the reward terms it reports (forward, ctrl, survive) add up to the return."""
+    from recipe_helpers import run_recipe
+
+    episode_ends = load_script(ROOT / "benchmarks" / "episode_ends.py")
+    run_recipe(tmp_path / "run", "collector.total_frames=256")
+    row = episode_ends.episode_ends(str(tmp_path / "run"), episodes=6)
+    assert row["samples"] == 256 and row["time limit"] == 0
+    assert row["z below"] + row["z above"] + row["other"] == 6
+    terms = [key for key in row if key.startswith("reward_")]
+    assert terms == ["reward_ctrl", "reward_forward", "reward_survive"]
+    assert sum(row[term] for term in terms) == pytest.approx(row["return"], abs=1e-3)
+    assert row["reward_survive"] == pytest.approx(row["length"] - 1)  # 1 on every step but the terminal one
+    capsys.readouterr()
+    episode_ends.main([str(tmp_path / "run"), "--episodes", "2"])
+    header, _, line = capsys.readouterr().out.strip().splitlines()
+    assert header.split(" | ")[:8] == [
+        "| run",
+        "samples",
+        "return",
+        "length",
+        "time limit",
+        "z below",
+        "z above",
+        "other",
+    ]
+    assert line.startswith(f"| {tmp_path / 'run'} | 256 |")
+
+
+def test_episode_ends_refuses_an_observation_without_the_height_first(tmp_path):
+    episode_ends = load_script(ROOT / "benchmarks" / "episode_ends.py")
+    from recipe_helpers import run_recipe
+
+    run_recipe(
+        tmp_path / "run", "collector.total_frames=256", "+env.kwargs.exclude_current_positions_from_observation=false"
+    )
+    with pytest.raises(ValueError, match="starts with the x position"):
+        episode_ends.episode_ends(str(tmp_path / "run"), episodes=2)

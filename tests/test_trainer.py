@@ -258,6 +258,29 @@ def test_evaluator_policy_mode_and_time_limit_fraction(mode):
     assert result["eval/time_limit_fraction"] == 1.0
 
 
+def test_evaluator_episodes_sum_info_terms_and_keep_the_state_each_ended_in():
+    """A constant full push topples InvertedPendulum: every episode terminates (the pole past
+    0.2 rad) before the time limit, having earned reward_survive = 1 on each step but the last
+    (v5 pays nothing on the step that terminates)."""
+    from tensordict.nn import TensorDictModule
+
+    env = make_env(ENV, num_envs=2, seed=0, keep_info=True)
+    push = TensorDictModule(
+        lambda observation: torch.full((*observation.shape[:-1], 1), 3.0), ["observation"], ["action"]
+    )
+    evaluator = Evaluator(
+        env, push, num_episodes=3, max_episode_steps=100, sum_keys=("reward_survive",), final_keys=("observation",)
+    )
+    episodes = evaluator.episodes()
+    metrics = evaluator()
+    env.close()
+    assert episodes.batch_size == torch.Size([3]) and episodes["observation"].shape == (3, 4)
+    assert (episodes["length"] < 100).all() and (episodes["observation"][:, 1].abs() > 0.2).all()
+    assert torch.equal(episodes["reward_survive"], episodes["length"].float() - 1)
+    assert torch.equal(episodes["return"], episodes["reward_survive"])
+    assert metrics["eval/reward_survive_mean"] == metrics["eval/episode_length_mean"] - 1
+
+
 def test_a_torchrl_users_pipeline_with_renamed_keys_and_own_buffer():
     """As a TorchRL user builds it: a GymEnv whose observation is renamed, actor and critic on
     "state", the loss's target keys renamed, a plain buffer with TorchRL's default sampler, and

@@ -1,0 +1,94 @@
+"""Why a trained run's evaluation episodes end, and what their return is made of.
+
+    python benchmarks/episode_ends.py runs/fresh/ant/seed20 runs/fresh/ant/seed21 --episodes 32
+
+For each run (its directory or checkpoint), ``--episodes`` episodes of its deterministic policy
+(as ``python -m torchrl_awr.evaluate`` runs them: the run's settings, a fresh env seed) on
+environments that keep the task's ``info``. One row per run: the mean return and length, how
+the episodes ended — at the time limit, or terminated with the torso's height below or above
+the task's healthy range, or otherwise (an angle or a state out of range) — and the mean
+per-episode sum of each reward term the task reports (``reward_*``: forward, ctrl, contact,
+survive, ...). The height is the first observation entry, as the v5 locomotion tasks give it
+when they leave the x (and y) position out of the observation, their default.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torchrl.envs.utils import ExplorationType
+
+from torchrl_awr.builders import env_kwargs
+from torchrl_awr.envs import make_env, max_episode_steps
+from torchrl_awr.evaluate import FRESH_SEED_OFFSET
+from torchrl_awr.evaluation import Evaluator
+from torchrl_awr.runs import load_run
+
+
+def healthy_z_range(env) -> tuple[float, float] | None:
+    """The task's healthy torso height range (gymnasium's v5 locomotion tasks), or None."""
+    return getattr(env.base_env._envs[0].unwrapped, "_healthy_z_range", None)
+
+
+def episode_ends(path: str, episodes: int) -> dict:
+    """The row of :func:`main` for the run at ``path``, as numbers."""
+    run = load_run(path)
+    kwargs = env_kwargs(run.cfg)
+    if kwargs.get("exclude_current_positions_from_observation") is False:
+        raise ValueError(f"{path}: its observation starts with the x position, not the torso's height.")
+    env = make_env(
+        run.cfg.env.name, num_envs=episodes, seed=run.cfg.seed + FRESH_SEED_OFFSET, env_kwargs=kwargs, keep_info=True
+    )
+    try:
+        terms = tuple(sorted(key for key in env.observation_spec.keys() if key.startswith("reward_")))
+        limit = max_episode_steps(run.cfg.env.name)
+        evaluator = Evaluator(
+            env,
+            run.actor,
+            num_episodes=episodes,
+            max_episode_steps=limit,
+            exploration_type=ExplorationType.DETERMINISTIC,
+            sum_keys=terms,
+            final_keys=("observation",),
+        )
+        result = evaluator.episodes()
+        z_range = healthy_z_range(env)
+    finally:
+        env.close()
+    at_limit = result["length"] >= limit
+    ended = ~at_limit
+    height = result["observation"][:, 0]
+    below = ended & (height < z_range[0]) if z_range else torch.zeros_like(ended)
+    above = ended & (height > z_range[1]) if z_range else torch.zeros_like(ended)
+    return {
+        "run": str(path),
+        "samples": run.frames,
+        "return": result["return"].mean().item(),
+        "length": result["length"].float().mean().item(),
+        "time limit": int(at_limit.sum()),
+        "z below": int(below.sum()),
+        "z above": int(above.sum()),
+        "other": int((ended & ~below & ~above).sum()),
+        **{term: result[term].mean().item() for term in terms},
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories or checkpoints")
+    parser.add_argument("--episodes", type=int, default=32)
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    rows = [episode_ends(path, args.episodes) for path in args.runs]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for row in rows:
+        cells = (row.get(key, "–") for key in columns)
+        print("| " + " | ".join(f"{cell:.1f}" if isinstance(cell, float) else str(cell) for cell in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

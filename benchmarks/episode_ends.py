@@ -1,10 +1,13 @@
 """Why a trained run's evaluation episodes end, and what their return is made of.
 
     python benchmarks/episode_ends.py runs/fresh/ant/seed20 runs/fresh/ant/seed21 --episodes 32
+    python benchmarks/episode_ends.py runs/fresh/ant/seed20 --stochastic --env-kwargs '{"healthy_z_range": [0.2, 100]}'
 
 For each run (its directory or checkpoint), ``--episodes`` episodes of its deterministic policy
-(as ``python -m torchrl_awr.evaluate`` runs them: the run's settings, a fresh env seed) on
-environments that keep the task's ``info``. One row per run: the mean return and length, how
+(``--stochastic``: the one that collects its data) as ``python -m torchrl_awr.evaluate`` runs
+them (the run's settings, a fresh env seed), on environments that keep the task's ``info``;
+``--env-kwargs`` (JSON) changes the run's ``gym.make`` kwargs, e.g. to ask what the same policy
+earns without a termination condition. One row per run: the mean return and length, how
 the episodes ended — at the time limit, or terminated with the torso's height below or above
 the task's healthy range, or otherwise (an angle or a state out of range) — and the mean
 per-episode sum of each reward term the task reports (``reward_*``: forward, ctrl, contact,
@@ -15,6 +18,7 @@ when they leave the x (and y) position out of the observation, their default.
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 from torchrl.envs.utils import ExplorationType
@@ -31,10 +35,10 @@ def healthy_z_range(env) -> tuple[float, float] | None:
     return getattr(env.base_env._envs[0].unwrapped, "_healthy_z_range", None)
 
 
-def episode_ends(path: str, episodes: int) -> dict:
+def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwargs: dict | None = None) -> dict:
     """The row of :func:`main` for the run at ``path``, as numbers."""
     run = load_run(path)
-    kwargs = env_kwargs(run.cfg)
+    kwargs = {**env_kwargs(run.cfg), **(changed_kwargs or {})}
     if kwargs.get("exclude_current_positions_from_observation") is False:
         raise ValueError(f"{path}: its observation starts with the x position, not the torso's height.")
     env = make_env(
@@ -48,11 +52,13 @@ def episode_ends(path: str, episodes: int) -> dict:
             run.actor,
             num_episodes=episodes,
             max_episode_steps=limit,
-            exploration_type=ExplorationType.DETERMINISTIC,
+            exploration_type=ExplorationType.RANDOM if stochastic else ExplorationType.DETERMINISTIC,
             sum_keys=terms,
             final_keys=("observation",),
         )
-        result = evaluator.episodes()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.cfg.seed + FRESH_SEED_OFFSET)  # the same stochastic actions each time
+            result = evaluator.episodes()
         z_range = healthy_z_range(env)
     finally:
         env.close()
@@ -78,10 +84,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories or checkpoints")
     parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--stochastic", action="store_true", help="the stochastic policy")
+    parser.add_argument("--env-kwargs", type=json.loads, default={}, help="gym.make kwargs to change (JSON)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    rows = [episode_ends(path, args.episodes) for path in args.runs]
+    if not isinstance(args.env_kwargs, dict):
+        parser.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    rows = [episode_ends(path, args.episodes, args.stochastic, args.env_kwargs) for path in args.runs]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")

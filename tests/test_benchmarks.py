@@ -438,6 +438,14 @@ def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path
         "other",
     ]
     assert line.startswith(f"| {tmp_path / 'run'} | 256 |")
+    # Without its termination the same (stochastic) policy runs every episode to the time limit.
+    row = episode_ends.episode_ends(
+        str(tmp_path / "run"), episodes=2, stochastic=True, changed_kwargs={"terminate_when_unhealthy": False}
+    )
+    assert row["time limit"] == 2 and row["length"] == 1000
+    with pytest.raises(SystemExit) as error:
+        episode_ends.main([str(tmp_path / "run"), "--env-kwargs", "[1]"])
+    assert error.value.code == 2 and "--env-kwargs must be a JSON object" in capsys.readouterr().err
 
 
 def test_episode_ends_refuses_an_observation_without_the_height_first(tmp_path):

@@ -16,9 +16,10 @@
         --tasks hopper walker2d --seeds 20 21 22 23 24
     # every figure in docs/, redrawn from docs/results_data (FIGURES lists them)
     python benchmarks/learning.py figures
-    # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points
-    python benchmarks/learning.py figure --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24 \
-        --figure docs/fresh_seeds.png
+    # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points,
+    # continued by the runs that went on to 5M (--long-root)
+    python benchmarks/learning.py figure --root docs/results_data/fresh --long-root docs/results_data/long \
+        --tasks walker2d ant --seeds 20 21 22 23 24 --figure docs/fresh_seeds.png
 
 Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
 recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
@@ -395,24 +396,46 @@ def original_points(task: str) -> dict[int, tuple[float, float]]:
     return points
 
 
-def figure(root: Path, tasks: list[str], seeds: list[int], path: Path, points: int = 60, reps: int = 2000) -> None:
+def figure(
+    root: Path,
+    tasks: list[str],
+    seeds: list[int],
+    path: Path,
+    points: int = 60,
+    reps: int = 2000,
+    long_root: Path | None = None,
+) -> None:
     """Per task: our runs' mean evaluation return against samples, with its 95 % bootstrap band
-    where at least two runs reach the point, over the original's mean ± sd."""
+    where at least two runs reach the point, over the original's mean ± sd. ``long_root``'s runs
+    of the same seeds (those that went on to 5M) continue the curve, in a colour of their own,
+    from where the runs of ``root`` end."""
     import numpy as np
 
-    runs = {task: [read_scalar(run_dir(root, task, seed), EVAL_RETURN) for seed in seeds] for task in tasks}
-    runs = {task: [curve for curve in curves if curve[0]] for task, curves in runs.items()}
+    def curves_under(directory: Path | None) -> dict[str, list]:
+        if directory is None:
+            return {task: [] for task in tasks}
+        found = {task: [read_scalar(run_dir(directory, task, seed), EVAL_RETURN) for seed in seeds] for task in tasks}
+        return {task: [curve for curve in curves if curve[0]] for task, curves in found.items()}
+
+    runs, long_runs = curves_under(root), curves_under(long_root)
     drawn = [task for task in tasks if runs[task]]
     if not drawn:
         raise ValueError(f"No evaluation logs under {root} for tasks {tasks} and seeds {seeds}.")
 
-    def draw(ax, task):
-        curves = runs[task]
-        grid = np.linspace(min(c[0][0] for c in curves), max(c[0][-1] for c in curves), points)
+    def band(ax, curves, start, label, color):
+        grid = np.linspace(start, max(c[0][-1] for c in curves), points)
         mean, low, high, count = mean_curve(curves, grid, reps)
         several = count >= 2
-        ax.fill_between(grid[several], low[several], high[several], alpha=0.25, label="ours: 95 % CI of the mean")
-        ax.plot(grid, mean, lw=1.5, label=f"ours: mean of the runs reaching each point (of {len(curves)})")
+        ax.fill_between(grid[several], low[several], high[several], alpha=0.25, color=color)
+        ax.plot(grid, mean, lw=1.5, color=color, label=f"{label}: mean ({len(curves)} runs)")
+        return grid[-1]
+
+    def draw(ax, task):
+        end = band(ax, runs[task], min(c[0][0] for c in runs[task]), "ours", "C0")
+        longer = [curve for curve in long_runs[task] if curve[0][-1] > end]
+        if longer:
+            band(ax, longer, end, "ours, runs to 5M", "C1")
+        ax.fill_between([], [], [], alpha=0.25, color="grey", label="95 % CI of the mean")
         reference = original_points(task)
         if reference:
             plot_reference(ax, reference, "original AWR (gym v2): mean ± sd")
@@ -531,10 +554,11 @@ def stats_table(
 
 
 # Every learning-curve figure in docs/: its file, how it is drawn ("runs": every run's curve, as
-# ``report``; "mean": the mean with its bootstrap band, as ``figure``; "starts": every run's curve
-# per way of starting, the folders under <task>/, as ``starts_figure``; "wallclock": return
-# against minutes of training, as ``wallclock.py figure``), the data folder under
-# docs/results_data, the tasks and the seeds. ``figures`` redraws them all.
+# ``report``; "mean": the mean with its bootstrap band, as ``figure``, continued by a second
+# folder's runs where one is given; "starts": every run's curve per way of starting, the folders
+# under <task>/, as ``starts_figure``; "wallclock": return against minutes of training, as
+# ``wallclock.py figure``), the data folder(s) under docs/results_data, the tasks and the seeds.
+# ``figures`` redraws them all.
 FIGURES = (
     (
         "learning_curves.png",
@@ -555,11 +579,10 @@ FIGURES = (
     (
         "fresh_seeds.png",
         "mean",
-        "fresh",
+        ("fresh", "long"),
         ("walker2d", "ant", "halfcheetah", "humanoid", "hopper", "lunarlander"),
         range(20, 25),
     ),
-    ("long_runs.png", "mean", "long", ("walker2d", "ant", "halfcheetah", "hopper"), range(20, 25)),
     ("offline_to_online.png", "starts", "offline/online", ("hopper", "halfcheetah"), range(3)),
     ("wallclock.png", "wallclock", "wallclock", ("hopper", "halfcheetah"), range(1)),
 )
@@ -569,7 +592,8 @@ def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
     """Redraws every figure of :data:`FIGURES` from the logs under ``data`` into ``out``; tasks
     without logs are left out of a figure. Returns the files written."""
     written = []
-    for name, kind, folder, tasks, seeds in FIGURES:
+    for name, kind, folders, tasks, seeds in FIGURES:
+        folder, *longer = (folders,) if isinstance(folders, str) else folders
         root, path = data / folder, out / name
         if kind == "wallclock":  # its runs' results are JSON files: wallclock.py reads and draws them
             if any(root.glob("*/*/seed*.json")):
@@ -585,7 +609,7 @@ def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
         elif kind == "starts":
             starts_figure(root, present, list(seeds), path)
         else:
-            figure(root, present, list(seeds), path, reps=reps)
+            figure(root, present, list(seeds), path, reps=reps, long_root=data / longer[0] if longer else None)
         written.append(path)
     return written
 
@@ -620,7 +644,12 @@ def main(argv=None) -> None:
     parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
     parser.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data", help="figures: the logs")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="figures: where the figures go")
-    parser.add_argument("--long-root", type=Path, default=None, help="summary: the runs read at 5M (default --root)")
+    parser.add_argument(
+        "--long-root",
+        type=Path,
+        default=None,
+        help="the runs to 5M (summary: read at 5M, default --root; figure: drawn on)",
+    )
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
@@ -642,7 +671,7 @@ def main(argv=None) -> None:
     if args.command == "figure":
         if args.figure is None:
             parser.error("figure needs --figure PATH")
-        figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps or 2000)
+        figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps or 2000, long_root=args.long_root)
         return
     if args.command == "figures":
         for path in figures(args.data, args.out, reps=args.reps or 2000):

@@ -267,22 +267,45 @@ def test_figure_draws_every_task_from_the_exported_logs(tmp_path):
 def test_figures_redraws_every_docs_figure_from_its_logs(tmp_path):
     """A small fixture: one run per task and figure, with three evaluations each."""
     data, out = tmp_path / "data", tmp_path / "out"
-    for _, kind, folder, tasks, seeds in learning.FIGURES:
+    for _, kind, folders, tasks, seeds in learning.FIGURES:
         for task in tasks:
             if kind == "wallclock":  # a wall-clock run's result, as wallclock.py writes it
-                result = data / folder / task / "ppo" / f"seed{seeds[0]}.json"
+                result = data / folders / task / "ppo" / f"seed{seeds[0]}.json"
                 result.parent.mkdir(parents=True, exist_ok=True)
                 result.write_text(json.dumps({"seconds": [0, 60], "steps": [0, 900], "returns": [1, 2], "seed": 0}))
                 continue
-            run = data / folder / task / ("from_offline" if kind == "starts" else "") / f"seed{seeds[0]}"
-            csv = run / "logs" / "scalars" / "eval" / "return_mean.csv"
-            csv.parent.mkdir(parents=True, exist_ok=True)
-            csv.write_text("".join(f"{step},{step / 1000}\n" for step in (100_000, 500_000, 1_000_000)))
+            # a figure's second folder holds runs that went further
+            for end, folder in zip((1_000_000, 3_000_000), (folders,) if isinstance(folders, str) else folders):
+                run = data / folder / task / ("from_offline" if kind == "starts" else "") / f"seed{seeds[0]}"
+                csv = run / "logs" / "scalars" / "eval" / "return_mean.csv"
+                csv.parent.mkdir(parents=True, exist_ok=True)
+                csv.write_text("".join(f"{step},{step / 1000}\n" for step in (100_000, 500_000, end)))
     learning.main(["figures", "--data", str(data), "--out", str(out), "--reps", "50"])
     names = sorted(path.name for path in out.iterdir())
     assert names == sorted(name for name, *_ in learning.FIGURES)
     assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in out.iterdir())
     assert set(names) >= {path.name for path in (learning.ROOT / "docs").glob("*.png")}  # every figure in docs/
+
+
+def test_figure_continues_the_curve_with_the_runs_that_went_further(tmp_path, monkeypatch):
+    """Two runs to 1M and one of them continued to 3M: the first band spans the two runs to 1M,
+    the second the longer run from 1M to 3M."""
+    for root, seed, end in (("fresh", 0, 1_000_000), ("fresh", 1, 1_000_000), ("long", 0, 3_000_000)):
+        csv = tmp_path / root / "hopper" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+        csv.parent.mkdir(parents=True)
+        csv.write_text("".join(f"{step},{step / 1000}\n" for step in (100_000, 500_000, end)))
+    calls, mean_curve = [], learning.mean_curve
+    monkeypatch.setattr(
+        learning,
+        "mean_curve",
+        lambda curves, grid, reps: calls.append((len(curves), grid)) or mean_curve(curves, grid, reps),
+    )
+    figure = tmp_path / "figure.png"
+    learning.figure(tmp_path / "fresh", ["hopper"], [0, 1], figure, points=5, reps=50, long_root=tmp_path / "long")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (runs, grid), (long_runs, long_grid) = calls
+    assert runs == 2 and list(grid) == [100_000, 325_000, 550_000, 775_000, 1_000_000]
+    assert long_runs == 1 and list(long_grid) == [1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000]
 
 
 def test_offline_benchmark_runs_reports_and_exports(tmp_path, capsys):

@@ -2,6 +2,9 @@
 
     # run (resumable: finished runs are skipped, interrupted ones resume from their checkpoint)
     python benchmarks/learning.py run --tasks hopper halfcheetah --seeds 0 1 2 --frames 1000000 --jobs 2
+    # take runs further in a root of their own, each starting as a copy of the finished run
+    python benchmarks/learning.py run --tasks hopper --seeds 0 1 2 --frames 5000000 --root runs/long \\
+        --continue-from runs/learning
     # aggregate: markdown table (stdout and --table) and learning-curve figure (--figure)
     python benchmarks/learning.py export --to docs/results_data   # keep the logs the report reads
     python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
@@ -112,6 +115,27 @@ def checkpoint_frames(directory: Path) -> int:
     if not path.is_file():
         return 0
     return torch.load(path, map_location="cpu", weights_only=False)["counters"]["frames"]
+
+
+def continue_from(source: Path, root: Path, jobs: list[tuple[str, int]]) -> None:
+    """Start each run that ``root`` lacks as a copy of the same run under ``source``.
+
+    Every run must have a checkpoint in one of the two roots: the check comes before anything is
+    copied or launched, so a wrong path never starts a run from scratch.
+    """
+    missing = [
+        f"{task} seed {seed}"
+        for task, seed in jobs
+        if not checkpoint_frames(run_dir(root, task, seed)) and not checkpoint_frames(run_dir(source, task, seed))
+    ]
+    if missing:
+        raise SystemExit(f"error: --continue-from {source}: no checkpoint for {', '.join(missing)}")
+    for task, seed in jobs:
+        if not checkpoint_frames(run_dir(root, task, seed)):
+            target = run_dir(root, task, seed)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(run_dir(source, task, seed), target, ignore=shutil.ignore_patterns(".lock"))
 
 
 def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) -> str:
@@ -638,6 +662,9 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
+    parser.add_argument(
+        "--continue-from", type=Path, default=None, help="run: start missing runs as copies of this root's"
+    )
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
@@ -657,6 +684,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "run":
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
+        if args.continue_from is not None:
+            continue_from(args.continue_from, args.root, jobs)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for line in pool.map(lambda job: launch(args.root, *job, args.frames, args.override), jobs):
                 print(line, flush=True)

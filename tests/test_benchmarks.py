@@ -106,6 +106,16 @@ def test_learning_runs_resume_and_report(tmp_path, capsys):
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768  # resumed, not restarted
     assert "resume=" in (tmp_path / "hopper" / "seed0.log").read_text()
     assert "| hopper | 1 |" in longer
+    # Further in a root of its own: a copy of the finished run resumes there, the source is left as it was.
+    further = ["run", "--tasks", "hopper", "--jobs", "1", "--root", str(tmp_path / "long"), *overrides]
+    with pytest.raises(SystemExit, match=r"no checkpoint for hopper seed 1$"):
+        learning.main([*further, "--seeds", "0", "1", "--frames", "1024", "--continue-from", str(tmp_path)])
+    assert not (tmp_path / "long").exists()  # refused before anything was copied or run
+    learning.main([*further, "--seeds", "0", "--frames", "1024", "--continue-from", str(tmp_path)])
+    assert "exit 0" in capsys.readouterr().out, (tmp_path / "long" / "hopper" / "seed0.log").read_text()
+    assert learning.checkpoint_frames(tmp_path / "long" / "hopper" / "seed0") == 1024
+    assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768
+    assert "resume=" in (tmp_path / "long" / "hopper" / "seed0.log").read_text()
     assert (tmp_path / "fig.png").stat().st_size > 0
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)

@@ -14,6 +14,8 @@
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
     python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
+    # the same against other runs of the same seeds (e.g. a variant beside the default)
+    python benchmarks/learning.py stats --root runs/fast --against docs/results_data/fresh --tasks hopper --seeds 20 21 22
     # the report's table: per task, mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)
     python benchmarks/learning.py summary --root docs/results_data/fresh --long-root docs/results_data/long \\
         --tasks hopper walker2d --seeds 20 21 22 23 24
@@ -532,19 +534,27 @@ def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], re
 
 
 def stats_table(
-    root: Path, tasks: list[str], seeds: list[int], budgets=BUDGETS, reps: int = 20_000, seed: int = 0
+    root: Path,
+    tasks: list[str],
+    seeds: list[int],
+    budgets=BUDGETS,
+    reps: int = 20_000,
+    seed: int = 0,
+    against: Path | None = None,
 ) -> str:
     """Per task and budget, with rliable: our runs' mean with its 95 % percentile-bootstrap CI,
-    their interquartile mean, the probability that one of our runs beats one of the original's
+    their interquartile mean, the probability that one of our runs beats one of the baseline's
     (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI, and each run's value by
-    seed. A budget a run's curve does not reach leaves that run out; the bootstrap's RNG is
-    seeded with ``seed``."""
+    seed. The baseline is the original's published runs, or with ``against`` the runs of the
+    same tasks and seeds under that root (e.g. the default beside a variant). A budget a run's
+    curve does not reach leaves that run out; the bootstrap's RNG is seeded with ``seed``."""
     import numpy as np
 
     library, metrics = rliable()
+    theirs_name = "original" if against is None else "baseline"
     rows = [
-        "| task | samples | n | ours: mean [95 % CI] | ours: IQM | original: mean ± sd (n) "
-        "| P(ours > original) [95 % CI] | ours: seed = return |",
+        f"| task | samples | n | ours: mean [95 % CI] | ours: IQM | {theirs_name}: mean ± sd (n) "
+        f"| P(ours > {theirs_name}) [95 % CI] | ours: seed = return |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
@@ -557,20 +567,23 @@ def stats_table(
             random_state = seeded(seed)
             mean, low, high = mean_interval(ours, reps, random_state)
             iqm = metrics.aggregate_iqm(scores)
-            original = ORIGINAL_RUNS.get(task, {}).get(budget)
-            if original:
-                theirs = np.array(original, dtype=float)[:, None]
+            if against is None:
+                baseline = ORIGINAL_RUNS.get(task, {}).get(budget)
+            else:
+                baseline = returns_at(against, task, seeds, budget)
+            if len(baseline or ()) > 1:
+                theirs = np.array(baseline, dtype=float)[:, None]
                 probability, interval = library.get_interval_estimates(
                     {"p": [scores, theirs]}, metrics.probability_of_improvement, reps=reps, random_state=random_state
                 )
                 p_low, p_high = interval["p"][:, 0]
-                original_text = f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f} ({len(original)})"
+                baseline_text = f"{statistics.mean(baseline):.0f} ± {statistics.stdev(baseline):.0f} ({len(baseline)})"
                 p_text = f"{float(probability['p']):.2f} [{p_low:.2f}, {p_high:.2f}]" if len(ours) > 1 else "–"
             else:
-                original_text, p_text = "–", "–"
+                baseline_text, p_text = "–", "–"
             rows.append(
                 f"| {task} | {budget / 1e6:g}M | {len(ours)} | {mean:.0f} [{low:.0f}, {high:.0f}] "
-                f"| {iqm:.0f} | {original_text} | {p_text} | "
+                f"| {iqm:.0f} | {baseline_text} | {p_text} | "
                 + ", ".join(f"{seed} = {value:.0f}" for seed, value in by_seed.items())
                 + " |"
             )
@@ -677,6 +690,9 @@ def main(argv=None) -> None:
         default=None,
         help="the runs to 5M (summary: read at 5M, default --root; figure: drawn on)",
     )
+    parser.add_argument(
+        "--against", type=Path, default=None, help="stats: compare with these runs instead of the original's"
+    )
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
@@ -712,7 +728,7 @@ def main(argv=None) -> None:
         print(summary_table(roots, args.tasks, args.seeds, reps=args.reps or 20_000))
         return
     if args.command == "stats":
-        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000)
+        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000, against=args.against)
         print(table)
         if args.table is not None:
             args.table.write_text(table + "\n")

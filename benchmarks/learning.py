@@ -125,19 +125,15 @@ def continue_from(source: Path, root: Path, jobs: list[tuple[str, int]]) -> None
     Every run must have a checkpoint in one of the two roots: the check comes before anything is
     copied or launched, so a wrong path never starts a run from scratch.
     """
-    missing = [
-        f"{task} seed {seed}"
-        for task, seed in jobs
-        if not checkpoint_frames(run_dir(root, task, seed)) and not checkpoint_frames(run_dir(source, task, seed))
-    ]
+    to_copy = [(task, seed) for task, seed in jobs if not checkpoint_frames(run_dir(root, task, seed))]
+    missing = [f"{task} seed {seed}" for task, seed in to_copy if not checkpoint_frames(run_dir(source, task, seed))]
     if missing:
         raise SystemExit(f"error: --continue-from {source}: no checkpoint for {', '.join(missing)}")
-    for task, seed in jobs:
-        if not checkpoint_frames(run_dir(root, task, seed)):
-            target = run_dir(root, task, seed)
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(run_dir(source, task, seed), target, ignore=shutil.ignore_patterns(".lock"))
+    for task, seed in to_copy:
+        target = run_dir(root, task, seed)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(run_dir(source, task, seed), target, ignore=shutil.ignore_patterns(".lock"))
 
 
 def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) -> str:

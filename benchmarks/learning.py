@@ -14,7 +14,8 @@
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
     python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
-    # the same against other runs of the same seeds (e.g. a variant beside the default)
+    # the same against other runs of the same seeds (e.g. a variant beside the default), or of
+    # other seeds with --against-seeds
     python benchmarks/learning.py stats --root runs/fast --against docs/results_data/fresh --tasks hopper --seeds 20 21 22
     # the report's table: per task, mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)
     python benchmarks/learning.py summary --root docs/results_data/fresh --long-root docs/results_data/long \\
@@ -537,12 +538,14 @@ def stats_table(
     reps: int = 20_000,
     seed: int = 0,
     against: Path | None = None,
+    against_seeds: list[int] | None = None,
 ) -> str:
     """Per task and budget, with rliable: our runs' mean with its 95 % percentile-bootstrap CI,
     their interquartile mean, the probability that one of our runs beats one of the baseline's
     (Mann-Whitney's P(X > Y), ties counted half) with its bootstrap CI, and each run's value by
     seed. The baseline is the original's published runs, or with ``against`` the runs of the
-    same tasks and seeds under that root (e.g. the default beside a variant). A budget a run's
+    same tasks under that root (e.g. the default beside a variant), of ``against_seeds`` where
+    given and otherwise of the same seeds. A budget a run's
     curve does not reach leaves that run out; the bootstrap's RNG is seeded with ``seed``."""
     import numpy as np
 
@@ -566,7 +569,7 @@ def stats_table(
             if against is None:
                 baseline = ORIGINAL_RUNS.get(task, {}).get(budget)
             else:
-                baseline = returns_at(against, task, seeds, budget)
+                baseline = returns_at(against, task, against_seeds or seeds, budget)
             if len(baseline or ()) > 1:
                 theirs = np.array(baseline, dtype=float)[:, None]
                 probability, interval = library.get_interval_estimates(
@@ -689,6 +692,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--against", type=Path, default=None, help="stats: compare with these runs instead of the original's"
     )
+    parser.add_argument(
+        "--against-seeds", nargs="+", type=int, default=None, help="stats: the --against runs' seeds (default: --seeds)"
+    )
     parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
     parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
     parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
@@ -724,7 +730,16 @@ def main(argv=None) -> None:
         print(summary_table(roots, args.tasks, args.seeds, reps=args.reps or 20_000))
         return
     if args.command == "stats":
-        table = stats_table(args.root, args.tasks, args.seeds, reps=args.reps or 20_000, against=args.against)
+        if args.against_seeds and args.against is None:
+            parser.error("--against-seeds names the seeds of the --against runs: give --against too")
+        table = stats_table(
+            args.root,
+            args.tasks,
+            args.seeds,
+            reps=args.reps or 20_000,
+            against=args.against,
+            against_seeds=args.against_seeds,
+        )
         print(table)
         if args.table is not None:
             args.table.write_text(table + "\n")

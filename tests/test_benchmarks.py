@@ -237,15 +237,18 @@ def test_stats_gives_bootstrap_intervals_iqm_and_the_probability_of_beating_the_
     assert cells[7] == "0 = 4600"
 
 
-def test_stats_against_other_runs_compares_with_them_instead_of_the_original(tmp_path, capsys):
-    """Two variant runs against two default runs of the same seeds: one pair of the four is won."""
-    for root, values in (("variant", (3000, 3400)), ("default", (3200, 3300))):
-        for seed, at_1m in zip((20, 21), values):
+@pytest.mark.parametrize("default_seeds", [(20, 21), (30, 31)])
+def test_stats_against_other_runs_compares_with_them_instead_of_the_original(tmp_path, capsys, default_seeds):
+    """Two variant runs against two default runs, of the same seeds or (--against-seeds) others:
+    one pair of the four is won."""
+    for root, seeds, values in (("variant", (20, 21), (3000, 3400)), ("default", default_seeds, (3200, 3300))):
+        for seed, at_1m in zip(seeds, values):
             csv = tmp_path / root / "hopper" / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
             csv.parent.mkdir(parents=True)
             csv.write_text(f"0,0\n1000000,{at_1m}\n")
     command = ["stats", "--root", str(tmp_path / "variant"), "--tasks", "hopper", "--seeds", "20", "21"]
-    learning.main([*command, "--against", str(tmp_path / "default"), "--reps", "500"])
+    against_seeds = ["--against-seeds", *map(str, default_seeds)] if default_seeds != (20, 21) else []
+    learning.main([*command, "--against", str(tmp_path / "default"), *against_seeds, "--reps", "500"])
     header, _, one_m = capsys.readouterr().out.strip().splitlines()
     assert "baseline: mean ± sd (n)" in header and "P(ours > baseline)" in header
     cells = [cell.strip() for cell in one_m.strip("|").split("|")]
@@ -253,6 +256,12 @@ def test_stats_against_other_runs_compares_with_them_instead_of_the_original(tmp
     assert cells[5] == "3250 ± 71 (2)"  # the default's two runs, not the original's five
     assert cells[6].startswith("0.50 [")  # 3400 beats both, 3000 neither: 2 of 4 pairs
     assert cells[7] == "20 = 3000, 21 = 3400"
+
+
+def test_stats_refuses_against_seeds_without_against_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        learning.main(["stats", "--root", str(tmp_path), "--tasks", "hopper", "--seeds", "20", "--against-seeds", "30"])
+    assert "--against-seeds names the seeds of the --against runs" in capsys.readouterr().err
 
 
 def test_mean_curve_is_the_runs_mean_where_they_reach():

@@ -11,8 +11,11 @@ earns without a termination condition. One row per run: the mean return and leng
 the episodes ended — at the time limit, or terminated with the torso's height below or above
 the task's healthy range, or otherwise (an angle or a state out of range) — and the mean
 per-episode sum of each reward term the task reports (``reward_*``: forward, ctrl, contact,
-survive, ...). The height is the first observation entry, as the v5 locomotion tasks give it
-when they leave the x (and y) position out of the observation, their default.
+survive, ...). On the planar tasks (HalfCheetah, Hopper, Walker2d) it also counts the episodes
+that end with the torso on its back (pitch beyond ±π/2, whole turns aside), HalfCheetah's known way to run without
+ever terminating. The height is the first observation entry and the pitch the second, as the v5
+locomotion tasks give them when they leave the x (and y) position out of the observation, their
+default.
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ from torchrl_awr.runs import load_run
 def healthy_z_range(env) -> tuple[float, float] | None:
     """The task's healthy torso height range (gymnasium's v5 locomotion tasks), or None."""
     return getattr(env.base_env._envs[0].unwrapped, "_healthy_z_range", None)
+
+
+def is_planar(env) -> bool:
+    """Whether the task's body moves in a plane, its third joint the torso's pitch (``rooty``)."""
+    model = env.base_env._envs[0].unwrapped.model
+    return model.njnt > 2 and model.joint(2).name == "rooty"
+
+
+def on_its_back(pitch: torch.Tensor) -> torch.Tensor:
+    """Whether a planar torso with this pitch (radians, 0 upright; the joint is unbounded, so
+    after a whole turn it is upright again) is upside down."""
+    return torch.cos(pitch) < 0
 
 
 def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwargs: dict | None = None) -> dict:
@@ -60,6 +75,7 @@ def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwa
             torch.manual_seed(run.cfg.seed + FRESH_SEED_OFFSET)  # the same stochastic actions each time
             result = evaluator.episodes()
         z_range = healthy_z_range(env)
+        planar = is_planar(env)
     finally:
         env.close()
     at_limit = result["length"] >= limit
@@ -76,6 +92,7 @@ def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwa
         "z below": int(below.sum()),
         "z above": int(above.sum()),
         "other": int((ended & ~below & ~above).sum()),
+        **({"on its back": int(on_its_back(result["observation"][:, 1]).sum())} if planar else {}),
         **{term: result[term].mean().item() for term in terms},
     }
 

@@ -480,6 +480,7 @@ def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path
     row = episode_ends.episode_ends(str(tmp_path / "run"), episodes=6)
     assert row["samples"] == 256 and row["time limit"] == 0
     assert row["z below"] + row["z above"] + row["other"] == 6
+    assert row["on its back"] == 0  # Hopper-v5 terminates once its torso tilts past 0.2 rad
     terms = [key for key in row if key.startswith("reward_")]
     assert terms == ["reward_ctrl", "reward_forward", "reward_survive"]
     assert sum(row[term] for term in terms) == pytest.approx(row["return"], abs=1e-3)
@@ -487,7 +488,7 @@ def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path
     capsys.readouterr()
     episode_ends.main([str(tmp_path / "run"), "--episodes", "2"])
     header, _, line = capsys.readouterr().out.strip().splitlines()
-    assert header.split(" | ")[:8] == [
+    assert header.split(" | ")[:9] == [
         "| run",
         "samples",
         "return",
@@ -496,6 +497,7 @@ def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path
         "z below",
         "z above",
         "other",
+        "on its back",
     ]
     assert line.startswith(f"| {tmp_path / 'run'} | 256 |")
     # Without its termination the same (stochastic) policy runs every episode to the time limit.
@@ -506,6 +508,22 @@ def test_episode_ends_names_why_each_episode_ended_and_its_reward_terms(tmp_path
     with pytest.raises(SystemExit) as error:
         episode_ends.main([str(tmp_path / "run"), "--env-kwargs", "[1]"])
     assert error.value.code == 2 and "--env-kwargs must be a JSON object" in capsys.readouterr().err
+
+
+def test_episode_ends_counts_a_torso_on_its_back_on_the_planar_tasks_only():
+    import torch
+
+    from torchrl_awr.envs import make_env
+
+    episode_ends = load_script(ROOT / "benchmarks" / "episode_ends.py")
+    pitch = torch.tensor([0.1, -1.5, 1.6, -3.3, 6.0])  # 6.0: a whole turn and 0.28 rad short of upright
+    assert episode_ends.on_its_back(pitch).tolist() == [False, False, True, True, False]
+    for name, planar in (("HalfCheetah-v5", True), ("Walker2d-v5", True), ("Ant-v5", False)):
+        env = make_env(name, num_envs=1, seed=0)
+        try:
+            assert episode_ends.is_planar(env) is planar
+        finally:
+            env.close()
 
 
 def test_episode_ends_refuses_an_observation_without_the_height_first(tmp_path):

@@ -12,8 +12,8 @@ the episodes ended — at the time limit, or terminated with the torso's height 
 the task's healthy range, or otherwise (an angle or a state out of range) — and the mean
 per-episode sum of each reward term the task reports (``reward_*``: forward, ctrl, contact,
 survive, ...). On the planar tasks (HalfCheetah, Hopper, Walker2d) it also counts the episodes
-that end with the torso on its back (pitch beyond ±π/2, whole turns aside), HalfCheetah's known way to run without
-ever terminating. The height is the first observation entry and the pitch the second, as the v5
+that end with the torso on its back (pitch beyond ±π/2, whole turns aside), HalfCheetah's known
+way to run without ever terminating. The height is the first observation entry and the pitch the second, as the v5
 locomotion tasks give them when they leave the x (and y) position out of the observation, their
 default.
 """
@@ -33,14 +33,19 @@ from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.runs import load_run
 
 
+def gym_task(env):
+    """The first sub-env's unwrapped gymnasium task, for what the TorchRL env does not expose."""
+    return env.base_env._envs[0].unwrapped
+
+
 def healthy_z_range(env) -> tuple[float, float] | None:
     """The task's healthy torso height range (gymnasium's v5 locomotion tasks), or None."""
-    return getattr(env.base_env._envs[0].unwrapped, "_healthy_z_range", None)
+    return getattr(gym_task(env), "_healthy_z_range", None)
 
 
 def is_planar(env) -> bool:
     """Whether the task's body moves in a plane, its third joint the torso's pitch (``rooty``)."""
-    model = env.base_env._envs[0].unwrapped.model
+    model = gym_task(env).model
     return model.njnt > 2 and model.joint(2).name == "rooty"
 
 

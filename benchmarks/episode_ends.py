@@ -13,9 +13,9 @@ the task's healthy range, or otherwise (an angle or a state out of range) — an
 per-episode sum of each reward term the task reports (``reward_*``: forward, ctrl, contact,
 survive, ...). On the planar tasks (HalfCheetah, Hopper, Walker2d) it also counts the episodes
 that end with the torso on its back (pitch beyond ±π/2, whole turns aside), HalfCheetah's known
-way to run without ever terminating. The height is the first observation entry and the pitch the second, as the v5
-locomotion tasks give them when they leave the x (and y) position out of the observation, their
-default.
+way to run without ever terminating. The height is the first observation entry and the pitch
+the second, as the v5 locomotion tasks give them when they leave the x (and y) position out of
+the observation, their default.
 """
 
 from __future__ import annotations

@@ -135,3 +135,15 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
             )
         replay_buffer.loads(source)
     return state
+
+
+def partial_writes(path: str | Path) -> list[Path]:
+    """The temporary paths an interrupted save of the checkpoint ``path`` may leave behind, by
+    name, so that whoever owns the directory removes exactly these."""
+    path = Path(path)
+    staging = buffer_dir(path)
+    return [
+        path.with_name(path.name + ".tmp"),
+        staging.with_name(staging.name + ".tmp"),
+        staging.with_name(staging.name + ".old"),
+    ]

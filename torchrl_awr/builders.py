@@ -426,6 +426,7 @@ TRAINER_KEYS = {
     "checkpoint_interval": "checkpoint.interval",
     "log_interval": "logger.log_interval",
     "compile": "train.compile",
+    "collector_timeout": "collector.watchdog_s",
 }
 
 

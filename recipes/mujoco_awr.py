@@ -15,8 +15,10 @@ e.g. a Ray worker died: the message names the checkpoint to resume from).
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -28,7 +30,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from torchrl_awr.builders import (
-    check_writable,
     env_maker,
     envs_per_batch,
     make_dataset,
@@ -39,53 +40,58 @@ from torchrl_awr.builders import (
 from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
 from torchrl_awr.loggers import mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
-from torchrl_awr.rundir import RunDirectoryError, RunLock, check_new_run_dir, remove_partial_writes, truncate_logs
+from torchrl_awr.rundir import RunDir, RunDirectoryError, truncate_logs
 from torchrl_awr.runs import checkpoint_path, merge_onto_preset, saved_task
 from torchrl_awr.trainer import AWRTrainer, CollectorFailure
 from torchrl_awr.video import RenderError
 
-INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+BAD_INPUT = 2
 COLLECTOR_FAILED = 3
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 
 
 def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
     """Builds every component from ``cfg``, trains, and writes the learning-curve plot.
 
-    Nothing is written into the run directory before the config is valid, the directory is
-    this run's (a new run refuses one that holds another run; a lock stops two live runs sharing
-    one) and a resumed checkpoint, its buffer and its config (or the run it starts from) are
-    known to fit the model built from them. Any error shuts the collector's workers down and
-    closes the logger.
+    The run directory is created only once the config is valid, and claimed for this run (a new
+    run refuses a directory that holds another run or anything else; a lock stops two live runs
+    sharing one). ``config.yaml`` is written once a resumed checkpoint, its buffer and its config
+    (or the run it starts from) are known to fit the model built from them; if anything fails
+    before, the directory is left as it was found. A run that stopped before its first
+    checkpoint resumes from its start. Any error shuts the collector's workers down and closes
+    the logger.
     """
     validate_config(cfg)
     device = resolve_device(cfg.device)
     if cfg.dataset and Path(cfg.dataset).is_dir():
         cfg.dataset = str(Path(cfg.dataset).resolve())  # config.yaml names it for a resume from anywhere
-    if cfg.resume:
-        load_checkpoint(cfg.resume)  # a corrupt checkpoint fails here, before any long work
-    else:
-        check_new_run_dir(run_dir)
+    directory = RunDir(run_dir)
+    checkpoint = checkpoint_path(cfg.resume) if cfg.resume else None
+    # A run that stopped before its first checkpoint (its config written, no checkpoint) starts over.
+    resumed = checkpoint is not None and (checkpoint.exists() or not RunDir(checkpoint.parent).config.is_file())
+    if resumed:
+        check_resume_length(cfg, load_checkpoint(checkpoint))  # a missing or corrupt checkpoint fails here
+    elif not cfg.resume:
+        directory.check_new()
         if cfg.init_from:
             load_checkpoint(checkpoint_path(cfg.init_from))
-    check_writable(run_dir)
-    with RunLock(run_dir):
-        if not cfg.resume:
-            check_new_run_dir(run_dir)  # again under the lock: a run may have started meanwhile
-        remove_partial_writes(run_dir)
+    with directory.claim(new=not cfg.resume):
         if cfg.logger.backend == "wandb" and cfg.logger.run_id is None:
             cfg.logger.run_id = secrets.token_hex(8)  # saved in config.yaml: a resume logs into the same W&B run
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         trainer = make_trainer(cfg, run_dir, device)
         try:
-            if cfg.resume:
-                trainer.load(cfg.resume, load_buffer=cfg.resume_buffer)
+            if resumed:
+                trainer.load(checkpoint, load_buffer=cfg.resume_buffer)
                 if cfg.resume_buffer:
                     check_restored_buffer(cfg, trainer)
-                truncate_logs(run_dir, trainer.progress())
             elif cfg.init_from:
                 start_from(cfg, trainer)
-            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            if cfg.resume:
+                truncate_logs(run_dir, trainer.progress())
+            OmegaConf.save(cfg, directory.config, resolve=True)
+            directory.started()
             print(start_screen(cfg, run_dir, device, trainer), flush=True)
             trainer.train()
         finally:
@@ -95,6 +101,21 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
             plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name, xlabel=xlabel)
     print(end_screen(cfg, run_dir, trainer), flush=True)
     return trainer
+
+
+def check_resume_length(cfg: DictConfig, state: dict) -> None:
+    """A resume goes forward: a length below what its checkpoint has done is refused."""
+    counters = state["counters"]
+    key, done, total = (
+        ("offline.iterations", counters["iteration"], cfg.offline.iterations)
+        if cfg.dataset
+        else ("collector.total_frames", counters["frames"], cfg.collector.total_frames)
+    )
+    if total < done:
+        raise ValueError(
+            f"resume: the checkpoint is at {done:,} ({key}); {key}={total:,} is below it. A resume continues a run; "
+            "give a length of at least what is done."
+        )
 
 
 def start_from(cfg: DictConfig, trainer: AWRTrainer) -> None:
@@ -119,7 +140,10 @@ def start_from(cfg: DictConfig, trainer: AWRTrainer) -> None:
 def start_screen(cfg: DictConfig, run_dir: Path, device: torch.device, trainer: AWRTrainer) -> str:
     """What will run: the task, the device, the data (collection or dataset), the length and
     where it all goes."""
-    start = f"resumed at {trainer.progress():,}" if cfg.resume else "new run"
+    if cfg.resume:
+        start = f"resumed at {trainer.progress():,}" if trainer.progress() else "started over: no checkpoint was saved"
+    else:
+        start = "new run"
     if cfg.init_from and not cfg.resume:
         start += f", from the networks of {cfg.init_from}" + (" and its dataset" if cfg.init_dataset else "")
     head = f"AWR on {cfg.env.name} (task={cfg.task_name}, seed={cfg.seed}), device {device}"
@@ -206,19 +230,26 @@ def check_restored_buffer(cfg: DictConfig, trainer: AWRTrainer) -> None:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    """A resumed run continues in its checkpoint's directory; a new one in ``output_dir``."""
+    """A resumed run continues in its directory (``resume=`` names it or its checkpoint); a new
+    one in ``output_dir``."""
     if cfg.resume:
-        return Path(cfg.resume).resolve().parent
+        return checkpoint_path(cfg.resume).resolve().parent
     return Path(cfg.output_dir)
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
     """The resumed run's saved config, over its own task's preset, with the keys set on this
     command line taken from ``cfg``."""
-    load_checkpoint(cfg.resume)  # a missing or corrupt checkpoint is named first
-    path = Path(cfg.resume).resolve().parent / "config.yaml"
+    directory = RunDir(run_dir_of(cfg))
+    if directory.checkpoint.is_file():
+        load_checkpoint(directory.checkpoint)  # a corrupt checkpoint is named first
+    elif not directory.config.is_file():
+        raise CheckpointError(
+            f"resume={cfg.resume}: no {directory.checkpoint.name} and no config.yaml there; not a run."
+        )
+    path = directory.config
     if not path.is_file():
-        raise CheckpointError(f"resume: no config.yaml beside {cfg.resume}; it holds the run's settings.")
+        raise CheckpointError(f"resume: no config.yaml beside {directory.checkpoint}; it holds the run's settings.")
     saved = OmegaConf.load(path)
     overrides = OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)
     task = saved_task(saved)
@@ -229,6 +260,11 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         raise ValueError(
             f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
             "move it (copy the directory first)."
+        )
+    if "optim.name" in keys and cfg.optim.name != OmegaConf.select(saved, "optim.name"):
+        raise ValueError(
+            f"resume: the run trains with optim.name={OmegaConf.select(saved, 'optim.name')}, whose state its checkpoint "
+            f"holds; optim.name={cfg.optim.name} cannot take it over (its learning rates and momentum can change)."
         )
     config_name = HydraConfig.get().job.config_name  # this recipe's (config) or the offline one's
     resumed = merge_onto_preset(compose(config_name, overrides=[f"task={task}"]), saved)
@@ -245,8 +281,12 @@ def entry(cfg: DictConfig) -> None:
     # Library INFO lines (TorchRL's storage shapes, PyOpenGL's missing accelerator) are not the user's.
     for name in ("torchrl", "OpenGL"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until training starts, SIGTERM is Ctrl-C
+    run_dir, message = None, None
     try:
-        trainer = run(resume_config(cfg) if cfg.resume else cfg, run_dir_of(cfg))
+        run_dir = run_dir_of(cfg)
+        trainer = run(resume_config(cfg) if cfg.resume else cfg, run_dir)
+        code = INTERRUPTED if trainer.interrupted else 0
     except (
         ValueError,
         KeyError,
@@ -257,13 +297,30 @@ def entry(cfg: DictConfig) -> None:
         FloatingPointError,
         RenderError,
     ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        code, message = BAD_INPUT, f"error: {err}"
     except CollectorFailure as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(COLLECTOR_FAILED)
-    if trainer.interrupted:
-        sys.exit(INTERRUPTED)
+        code, message = COLLECTOR_FAILED, f"error: {err}"
+    except KeyboardInterrupt:
+        code, message = INTERRUPTED, f"Stopped at once: {interrupted_state(run_dir)}"
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the run is over: one more signal must not cut the exit short
+        signal.signal(stop, signal.SIG_IGN)
+    # What a failed collector left (TorchRL's weight-sync objects) is finalised now: at interpreter
+    # exit their finaliser would start a thread, which deadlocks there.
+    gc.collect()
+    if message:
+        print(message, file=sys.stderr)
+    if code:
+        sys.exit(code)
+
+
+def interrupted_state(run_dir: Path | None) -> str:
+    """What a run stopped at once (a second signal, or one before training began) left."""
+    directory = RunDir(run_dir) if run_dir is not None else None
+    if directory is None or not directory.holds_run():
+        return "the run had not started; nothing was written."
+    if directory.checkpoint.is_file():
+        return f"the last checkpoint is whole; continue with resume={directory.path}"
+    return f"no checkpoint was saved yet; start it over with resume={directory.path}"
 
 
 @hydra.main(config_path="config", config_name="config", version_base="1.3")

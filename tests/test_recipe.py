@@ -18,6 +18,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayB
 
 from torchrl_awr import builders
 from torchrl_awr.checkpoint import CheckpointError, buffer_dir, load_checkpoint
+from torchrl_awr.rundir import RunDirectoryError
 
 from recipe_helpers import (
     assert_time_ordered,
@@ -368,7 +369,7 @@ def test_unwritable_output_dir(bad_runs):
     assert f"error: Cannot create the output directory {run_dir}" in stderr
     assert "Traceback" not in stderr
     # The in-process entry point checks it too, before building anything.
-    with pytest.raises(PermissionError, match="Cannot create the output directory"):
+    with pytest.raises(RunDirectoryError, match="Cannot create the output directory"):
         run_recipe(run_dir)
 
 

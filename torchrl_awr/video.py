@@ -28,6 +28,7 @@ VIDEO_EXTRA = "pip install -e '.[video]'"
 VIDEO_KEY = "eval/video"
 # The TorchRL loggers that take videos, by class name (importing them would import their packages).
 VIDEO_LOGGERS = ("TensorboardLogger", "WandbLogger")
+PARTIAL_VIDEO_NAME = "recording.mp4.tmp"  # the video being written, renamed to <samples>.mp4 when whole
 
 
 class RenderError(RuntimeError):
@@ -59,11 +60,12 @@ def check_video_packages(for_logger: bool = False) -> None:
 
 def write_mp4(frames: torch.Tensor, path: Path, fps: float) -> Path:
     """``frames`` (``[T, H, W, 3]`` uint8, even ``H`` and ``W``) as an H.264 MP4 at ``path``,
-    written beside it first and then renamed, so a killed run leaves no half video."""
+    written beside it first (under one name, so a run can remove what a killed one left) and
+    then renamed, so a killed run leaves no half video."""
     import imageio_ffmpeg
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
+    partial = path.with_name(PARTIAL_VIDEO_NAME)
     height, width = frames.shape[1:3]
     writer = imageio_ffmpeg.write_frames(
         str(partial),

@@ -1,0 +1,44 @@
+"""The MuJoCo recipe with one more gymnasium task, as a user with their own environment runs it:
+``HangingPendulum-v0``, InvertedPendulum that never returns from its ``HANG_AT_STEP``-th step
+(counted in each process; 0: never hangs), for the watchdog's tests.
+
+    python tests/hanging_env.py env.name=HangingPendulum-v0 [recipe overrides...]
+
+The task is registered when this file is imported, so the collector's worker processes (which
+import the main script again) know it too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
+
+HANG_AT_STEP = int(os.environ.get("HANG_AT_STEP", "0"))
+
+
+class HangingPendulum(InvertedPendulumEnv):
+    steps = 0
+
+    def step(self, action):
+        HangingPendulum.steps += 1
+        if HangingPendulum.steps == HANG_AT_STEP:
+            while True:
+                time.sleep(3600)
+        return super().step(action)
+
+
+gym.register("HangingPendulum-v0", entry_point=HangingPendulum, max_episode_steps=1000)
+
+if __name__ == "__main__":
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    sys.path.insert(0, str(recipes))
+    import hydra
+
+    from mujoco_awr import entry
+
+    hydra.main(config_path=str(recipes / "config"), config_name="config", version_base="1.3")(entry)()

@@ -48,6 +48,7 @@ import torch
 from torchrl.envs.utils import ExplorationType
 
 from torchrl_awr.builders import compose_config, env_maker, make_trainer
+from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.envs import max_episode_steps
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
@@ -117,7 +118,7 @@ def checkpoint_frames(directory: Path) -> int:
     path = directory / "checkpoint.pt"
     if not path.is_file():
         return 0
-    return torch.load(path, map_location="cpu", weights_only=False)["counters"]["frames"]
+    return load_checkpoint(path)["counters"]["frames"]
 
 
 def continue_from(source: Path, root: Path, jobs: list[tuple[str, int]]) -> None:

@@ -1,9 +1,14 @@
-"""Atomic checkpoints: a half-written file never replaces a good one.
+"""Atomic checkpoints, read without running code: a half-written file never replaces a good one,
+and a crafted one is refused.
 
 A checkpoint and the replay-buffer dump beside it are a pair: both carry the same ``pair_id``
-(the trainer's sample count), checked on load, so a buffer from another moment is refused.
-Free space is checked before writing; a failed write removes its temporary files and leaves the
-previous checkpoint as it was.
+(the trainer makes a fresh one per save), checked on load, so a buffer from another moment is
+refused. Free space for both is checked before writing; a failed write removes its temporary
+files and leaves the previous checkpoint as it was.
+
+Loading never unpickles arbitrary objects, since checkpoints and buffer dumps are files people
+share: the checkpoint is read with ``torch.load(weights_only=True)``, and a buffer dump is handed
+to TorchRL (whose loaders unpickle some files) only once every file in it is known to be data.
 """
 
 from __future__ import annotations
@@ -11,17 +16,31 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import random
+import secrets
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchrl.data import ReplayBuffer
+from numpy.core.multiarray import _reconstruct
+from torchrl.data import LazyMemmapStorage, ReplayBuffer
+
+from torchrl_awr.store import ShuffledPassSampler, memmap_disk
 
 CHECKPOINT_VERSION = 1
 FREE_SPACE_MARGIN = 64 * 2**20  # bytes left free after a save
 PAIR_FILE = "awr_pair.json"
+# numpy's RNG state as checkpoints written before this release hold it (an array); torch.load
+# rebuilds it from these alone, none of which runs code.
+NUMPY_STATE_GLOBALS = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+# What a buffer dump may hold: JSON and raw memory-mapped tensors, the ShuffledPassSampler's state
+# (read with weights_only) and TorchRL's prefetch queue (a pickle, checked to hold plain values).
+DATA_SUFFIXES = (".json", ".memmap")
+PREFETCH_FILE = Path("prefetch.pkl")
+SAMPLER_FILE = Path("sampler") / ShuffledPassSampler.STATE_FILE
 
 
 class CheckpointError(RuntimeError):
@@ -34,11 +53,26 @@ def buffer_dir(path: str | Path) -> Path:
     return path.with_name(path.name + ".buffer")
 
 
+def partial_writes(path: str | Path) -> list[Path]:
+    """What a save of the checkpoint ``path`` killed half-way may leave: the checkpoint's temporary
+    file, the buffer dump being written and the previous dump being replaced."""
+    path, dump = Path(path), buffer_dir(path)
+    return [path.with_name(path.name + ".tmp"), dump.with_name(dump.name + ".tmp"), dump.with_name(dump.name + ".old")]
+
+
+def new_pair_id(moment: str) -> str:
+    """An id for one save's checkpoint and buffer dump: ``moment`` (how far the run is) and a
+    random token, so that a resumed run saving at the same moment again gets another id."""
+    return f"{moment}, {secrets.token_hex(4)}"
+
+
 def rng_state() -> dict:
+    """Every generator's state, as tensors and plain values (numpy's key as a list)."""
+    name, key, *position = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        "numpy": (name, key.tolist(), *position),
         "python": random.getstate(),
     }
 
@@ -63,11 +97,14 @@ def save_checkpoint(
 
     With ``replay_buffer`` (about ``buffer_bytes`` on disk), the buffer is dumped to
     ``<path>.buffer`` the same way (a fresh directory renamed over the old one), before the
-    checkpoint; both record ``pair_id``. Raises :class:`CheckpointError`, before writing
-    anything, if the disk lacks the space, and after cleaning up if a write fails.
+    checkpoint; both record ``pair_id``. What an earlier save killed half-way left is removed
+    first. Raises :class:`CheckpointError`, before writing anything, if the disk lacks the space,
+    and after cleaning up if a write fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, staging, previous = partial_writes(path)
+    _remove(tmp, staging)
     payload = io.BytesIO()
     torch.save({**state, "version": CHECKPOINT_VERSION, "pair_id": pair_id}, payload)
     needed = payload.tell() + (int(buffer_bytes * 1.05) if replay_buffer is not None else 0) + FREE_SPACE_MARGIN
@@ -78,72 +115,143 @@ def save_checkpoint(
             f"{' and replay buffer' if replay_buffer is not None else ''} plus a margin), {free / 2**20:.0f} MiB "
             "free. The previous checkpoint is kept."
         )
-    tmp = path.with_name(path.name + ".tmp")
     target = buffer_dir(path)
-    staging = target.with_name(target.name + ".tmp")
     try:
         if replay_buffer is not None:
-            shutil.rmtree(staging, ignore_errors=True)
             replay_buffer.dumps(staging)
             (staging / PAIR_FILE).write_text(json.dumps({"pair_id": pair_id}))
-            previous = target.with_name(target.name + ".old")
-            shutil.rmtree(previous, ignore_errors=True)
+            _remove(previous)
             if target.exists():
                 target.rename(previous)
             staging.rename(target)
-            shutil.rmtree(previous, ignore_errors=True)
+            _remove(previous)
         with open(tmp, "wb") as handle:
             handle.write(payload.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk under a memory map as a RuntimeError
+        _remove(tmp, staging)
         raise CheckpointError(f"Saving {path} failed ({err}); the previous checkpoint is kept.") from err
 
 
-def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = None) -> dict:
-    """Reads a checkpoint written by :func:`save_checkpoint`; a clear error if it is unusable.
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
-    A restored ``replay_buffer`` has the newest step of every env marked done, since the
-    environments restart and new data does not continue those trajectories.
+
+def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = None) -> dict:
+    """Reads a checkpoint written by :func:`save_checkpoint`; a clear error if it is unusable,
+    and one that refuses it if it holds anything but tensors and plain values.
+
+    With ``replay_buffer``, its dump is restored too, once known to be this checkpoint's and to
+    hold only data. A restored ``replay_buffer`` has the newest step of every env marked done,
+    since the environments restart and new data does not continue those trajectories.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_STATE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols it did not write
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # garbage, or objects that weights_only refuses: torch tells neither apart
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or unreadable: it does not hold only tensors and plain values, as a "
+            "torchrl-awr checkpoint does (anything else is refused, since loading it could run code)."
+        ) from err
     except Exception as err:  # torch raises several types for truncated/corrupt files
-        raise CheckpointError(f"Checkpoint {path} is corrupt or unreadable: {err}") from err
+        raise CheckpointError(f"Checkpoint {path} is corrupt or unreadable: {_first_line(err)}") from err
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} is not a torchrl-awr checkpoint (version {CHECKPOINT_VERSION} expected).")
     if replay_buffer is not None:
-        source = buffer_dir(path)
-        if not source.is_dir():
-            raise CheckpointError(
-                f"Checkpoint {path} has no saved replay buffer at {source}; resume without the "
-                "buffer or save with the buffer enabled."
-            )
-        pair = source / PAIR_FILE
-        saved_pair = json.loads(pair.read_text())["pair_id"] if pair.is_file() else None
-        if state.get("pair_id") is not None and saved_pair != state["pair_id"]:
-            raise CheckpointError(
-                f"The replay buffer at {source} (saved at {saved_pair}) does not belong to the checkpoint {path} "
-                f"(saved at {state['pair_id']}): a save was interrupted between the two. Resume without "
-                "resume_buffer=true."
-            )
-        replay_buffer.loads(source)
+        load_buffer(path, state.get("pair_id"), replay_buffer)
     return state
 
 
-def partial_writes(path: str | Path) -> list[Path]:
-    """The temporary paths an interrupted save of the checkpoint ``path`` may leave behind, by
-    name, so that whoever owns the directory removes exactly these."""
-    path = Path(path)
-    staging = buffer_dir(path)
-    return [
-        path.with_name(path.name + ".tmp"),
-        staging.with_name(staging.name + ".tmp"),
-        staging.with_name(staging.name + ".old"),
-    ]
+def load_buffer(path: Path, pair_id: str | None, replay_buffer: ReplayBuffer) -> None:
+    """Restores the buffer dump of the checkpoint ``path`` (saved as ``pair_id``)."""
+    source = buffer_dir(path)
+    if not source.is_dir():
+        raise CheckpointError(
+            f"Checkpoint {path} has no saved replay buffer at {source}; resume without the "
+            "buffer or save with the buffer enabled."
+        )
+    saved_pair = _saved_pair(source)
+    if saved_pair != pair_id:
+        raise CheckpointError(
+            f"The replay buffer at {source} (saved at {saved_pair or 'an unrecorded moment'}) does not belong to the "
+            f"checkpoint {path} (saved at {pair_id or 'an unrecorded moment'}): a save was interrupted between the "
+            "two, or the buffer was copied from another save. Resume without resume_buffer=true."
+        )
+    check_buffer_files(source)
+    if isinstance(replay_buffer.storage, LazyMemmapStorage):
+        check_room_to_restore(source, memmap_disk(replay_buffer.storage))
+    try:
+        replay_buffer.loads(source)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"The replay buffer at {source} could not be restored: {_first_line(err)}") from err
+
+
+def check_room_to_restore(source: Path, where: Path) -> None:
+    """A memory-mapped storage is written in full at ``where`` as it is restored: too little disk
+    there is one error now, not a SIGBUS when a page of its sparse files is first written."""
+    needed = sum(file.stat().st_size for file in source.rglob("*.memmap"))
+    free = shutil.disk_usage(where).free
+    if free < needed:
+        raise CheckpointError(
+            f"Restoring the replay buffer at {source} into its memory-mapped storage needs about {needed / 2**20:.1f} "
+            f"MiB at {where} (buffer.scratch_dir); {free / 2**20:.1f} MiB are free. Free space there, or resume "
+            "without resume_buffer=true."
+        )
+
+
+def _saved_pair(source: Path) -> str | None:
+    """The pair id a buffer dump records; ``""`` (never a checkpoint's) if it records none."""
+    try:
+        saved = json.loads((source / PAIR_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    return saved.get("pair_id", "") if isinstance(saved, dict) else ""
+
+
+def check_buffer_files(source: Path) -> None:
+    """Refuses a buffer dump holding a file that TorchRL's loaders could unpickle objects from
+    (a crafted sampler state, a tensordict's ``other.pickle``, a ``transform.t``...): every file
+    must be data, and no link may lead outside the dump."""
+    for file in sorted(source.rglob("*")):
+        relative = file.relative_to(source)
+        if file.is_symlink():
+            bad = "a link"
+        elif file.is_dir() or file.suffix in DATA_SUFFIXES or relative == SAMPLER_FILE:
+            continue
+        elif relative == PREFETCH_FILE:
+            if _holds_plain_values(file):
+                continue
+            bad = "a pickle of objects other than plain values"
+        else:
+            bad = "a file that is not data"
+        raise CheckpointError(
+            f"The replay buffer at {source} holds {relative}, {bad}, which loading could run code from: it is "
+            "refused. Resume without resume_buffer=true."
+        )
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles numbers, strings and containers only: any class or function is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"{module}.{name} is not a plain value")
+
+
+def _holds_plain_values(file: Path) -> bool:
+    try:
+        with open(file, "rb") as handle:
+            _PlainUnpickler(handle).load()
+    except Exception:  # a refused class, or no pickle at all
+        return False
+    return True
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

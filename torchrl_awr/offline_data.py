@@ -119,7 +119,13 @@ def load_dataset(path: str | Path, *, observation_dim: int | None = None, action
             f"No dataset at {path}: it needs {META_FILE} and {DATA_FILE}/ (python -m torchrl_awr.datasets make)."
         )
     meta = json.loads((path / META_FILE).read_text())
-    data = TensorDict.load_memmap(path / DATA_FILE)
+    try:  # tensors and JSON only: a pickled object (which could run code on loading) is refused
+        data = TensorDict.load_memmap(path / DATA_FILE, allow_pickle=False)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise DatasetError(
+            f"{path / DATA_FILE} cannot be read as tensors and JSON, all that a dataset holds (a pickled object is "
+            "refused: loading it could run code)."
+        ) from err
     check_transitions(data, path)
     check_shapes(data, path, observation_dim=observation_dim, action_dim=action_dim)
     return data, meta

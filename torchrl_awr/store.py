@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -77,6 +78,8 @@ class ShuffledPassSampler(Sampler):
     of one batch. The generator is the sampler's own, so the draws depend on ``seed`` alone.
     """
 
+    STATE_FILE = "shuffled_pass_sampler.pt"  # in a buffer dump's sampler directory
+
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -107,12 +110,19 @@ class ShuffledPassSampler(Sampler):
     def dumps(self, path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path / "shuffled_pass_sampler.pt")
+        torch.save(self.state_dict(), path / self.STATE_FILE)
 
     def loads(self, path) -> None:
-        state = Path(path) / "shuffled_pass_sampler.pt"
-        if state.is_file():  # dumps made with another sampler hold none; the checkpoint restores it
-            self.load_state_dict(torch.load(state, weights_only=False))
+        """Reads the state :meth:`dumps` wrote, as tensors only: a crafted file cannot run code."""
+        state = Path(path) / self.STATE_FILE
+        if not state.is_file():  # dumps made with another sampler hold none; the checkpoint restores it
+            return
+        try:
+            self.load_state_dict(torch.load(state, weights_only=True))
+        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{state} is not a ShuffledPassSampler state: only its generator's state tensor is read, never an object."
+            ) from err
 
 
 def batches_continue(collector) -> bool:
@@ -135,6 +145,15 @@ def _is_ray_collector(collector) -> bool:
     """Without importing Ray: a ``RayCollector`` exists only once its module is loaded."""
     module = sys.modules.get("torchrl.collectors.distributed.ray")
     return module is not None and isinstance(collector, module.RayCollector)
+
+
+def memmap_disk(storage: LazyMemmapStorage) -> Path:
+    """The existing directory on whose disk a memory-mapped storage's files go: its
+    ``scratch_dir`` (or the temporary directory), or the nearest parent that exists yet."""
+    where = Path(storage.scratch_dir or tempfile.gettempdir())
+    while not where.exists():
+        where = where.parent
+    return where
 
 
 def check_torchrl_internals(replay_buffer: ReplayBuffer) -> None:
@@ -290,9 +309,7 @@ class TrajectoryStore:
         with the sizes, before the allocation fails without naming the buffer."""
         needed = batch.bytes() / batch.numel() * self.storage.max_size
         if isinstance(self.storage, LazyMemmapStorage):
-            where = Path(self.storage.scratch_dir or tempfile.gettempdir())
-            while not where.exists():
-                where = where.parent
+            where = memmap_disk(self.storage)
             available, kind = shutil.disk_usage(where).free, f"free disk at {where}"
         elif batch.device is not None and batch.device.type == "cuda":
             return  # the CUDA allocator names the device and the sizes itself

@@ -26,7 +26,14 @@ from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
-from torchrl_awr.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from torchrl_awr.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    new_pair_id,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss
@@ -493,8 +500,16 @@ class AWRTrainer:
             self.collector.update_policy_weights_()
 
     def save(self, path: str | Path) -> None:
-        """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``)."""
-        save_checkpoint(self.state_dict(), path, replay_buffer=self.replay_buffer if self.save_buffer else None)
+        """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``, the
+        free space checked first counting its bytes). The pair gets an id of its own, so that a
+        buffer dump from another save is refused on load."""
+        save_checkpoint(
+            self.state_dict(),
+            path,
+            replay_buffer=self.replay_buffer if self.save_buffer else None,
+            buffer_bytes=self.store.nbytes(),
+            pair_id=new_pair_id(f"iteration {self.iteration}"),
+        )
         self._saved_frames = self.frames
 
     def load(self, path: str | Path, *, load_buffer: bool = False) -> None:

@@ -166,7 +166,8 @@ def test_a_failing_worker_stops_the_run_within_seconds(kind):
             CollectorFailure, match=r"failed after \d+ samples .*; no checkpoint was saved yet"
         ) as failure:
             trainer.train()
-        assert "process failed" in str(failure.value.__cause__)
+        # TorchRL's check or the watchdog's, whichever sees the dead worker first
+        assert re.search("process failed|is gone", str(failure.value.__cause__))
     finally:
         collector.shutdown()
     assert time.monotonic() - tic < 60
@@ -188,17 +189,6 @@ def test_two_live_runs_cannot_share_a_directory(tmp_path):
         with pytest.raises(RunDirectoryError, match="in use by a live run"):
             run_recipe(run_dir, "collector.total_frames=256")
     assert not (run_dir / "config.yaml").exists()
-
-
-def test_partial_writes_are_cleaned_up_on_start(tmp_path):
-    run_dir = tmp_path / "run"
-    run_recipe(run_dir, "collector.total_frames=256", "eval.interval=0")
-    (run_dir / "checkpoint.pt.tmp").write_bytes(b"half")
-    (run_dir / "checkpoint.pt.buffer.tmp").mkdir()
-    (run_dir / "videos").mkdir()
-    (run_dir / "videos" / "512.mp4.tmp").write_bytes(b"half")  # a run killed while writing a video
-    run_recipe(run_dir, "collector.total_frames=512", f"resume={run_dir / 'checkpoint.pt'}")
-    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob("videos/*.tmp"))
 
 
 # ---------------------------------------------------------------- full disks

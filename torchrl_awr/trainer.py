@@ -42,6 +42,7 @@ from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore, batches_continue
 from torchrl_awr.updates import UpdateStep
 from torchrl_awr.video import EpisodeVideo
+from torchrl_awr.watchdog import CollectorStalled, CollectorWatchdog
 
 
 @dataclass
@@ -55,7 +56,9 @@ class AWRTrainerConfig:
     ``torch.compile`` (for SGD optimizers, loss, gradient and update as one graph:
     :class:`~torchrl_awr.updates.UpdateStep`). Dynamo's guards are then checked on the first
     step of each phase only, so a loss subclass must not change Python state that its graph
-    depends on (attributes, flags) in the middle of a phase.
+    depends on (attributes, flags) in the middle of a phase. ``collector_timeout`` bounds every
+    wait on the collector (:class:`~torchrl_awr.watchdog.CollectorWatchdog`: the longer of it and
+    10x the slowest batch so far; None waits forever).
     """
 
     total_frames: int = 1_000_000
@@ -68,6 +71,7 @@ class AWRTrainerConfig:
     checkpoint_interval: int = 50
     log_interval: int = 1
     compile: bool = False
+    collector_timeout: float | None = 300.0
 
     RULES = {  # a class constant, not a field
         "total_frames": "> 0",
@@ -79,11 +83,18 @@ class AWRTrainerConfig:
         "eval_interval": ">= 0",
         "checkpoint_interval": ">= 0",
         "log_interval": "> 0",
+        "collector_timeout": "> 0",
     }
 
     def validate(self, names: dict[str, str] | None = None) -> None:
         """Raises one ``ValueError`` naming every bad setting (as ``names`` calls it, if given)."""
-        check_settings(asdict(self), self.RULES, "trainer settings", names, optional=("batch_size", "total_iterations"))
+        check_settings(
+            asdict(self),
+            self.RULES,
+            "trainer settings",
+            names,
+            optional=("batch_size", "total_iterations", "collector_timeout"),
+        )
 
 
 class PhaseTimer:
@@ -177,6 +188,7 @@ class AWRTrainer:
         if normalizer is not None and len(critic_keys) != 1:
             raise ValueError(f"The observation normaliser needs a critic with one input key; it has {critic_keys}.")
         self.collector = collector
+        self._watchdog = CollectorWatchdog(collector, self.config.collector_timeout) if collector is not None else None
         self.dataset = dataset
         self._dataset_fingerprint = None if dataset is None else _fingerprint(dataset, self.store.keys.reward)
         self.replay_buffer = replay_buffer
@@ -327,9 +339,13 @@ class AWRTrainer:
         metrics = {}
         if self.std_schedule is not None:
             metrics["action_std"] = self.std_schedule.step(self.frames)
-        with self._collector_failures():
-            self.collector.update_policy_weights_()
+        self._send_weights()
         return metrics
+
+    def _send_weights(self) -> None:
+        """The learner's weights to the collector's policy, within the watchdog's bound."""
+        with self._collector_failures(), self._watchdog.waiting("the weight sync"):
+            self.collector.update_policy_weights_()
 
     @contextlib.contextmanager
     def _collector_failures(self) -> Iterator[None]:
@@ -337,8 +353,10 @@ class AWRTrainer:
         that raised in it) into a :class:`CollectorFailure` that says where the run can go on."""
         try:
             yield
-        except Exception as err:
+        except (Exception, CollectorStalled) as err:
             cause = next((line for line in str(err).splitlines() if line.strip()), "")
+            if not isinstance(err, CollectorStalled):
+                cause = f"{type(err).__name__}: {cause}"
             if self._saved_frames is None:
                 where = "no checkpoint was saved yet"
             else:
@@ -347,7 +365,7 @@ class AWRTrainer:
                     f"resume={self.checkpoint_path}"
                 )
             raise CollectorFailure(
-                f"The collector failed after {self.frames} samples ({type(err).__name__}: {cause}); {where}."
+                f"The collector failed after {self.frames} samples ({cause}); {where}."
             ) from err
 
     def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
@@ -362,9 +380,10 @@ class AWRTrainer:
     def train(self) -> list[dict[str, float]]:
         """Runs to ``total_frames``.
 
-        Ctrl-C or SIGTERM asks the run to stop: the iteration under way finishes and is logged,
-        a checkpoint is saved, :attr:`interrupted` is set and ``train`` returns. A second signal
-        stops at once, without saving (the last checkpoint stays whole).
+        Ctrl-C or SIGTERM asks the run to stop: the iteration under way finishes and is logged
+        (a wait for the collector's next batch ends at once), a checkpoint is saved,
+        :attr:`interrupted` is set and ``train`` returns. A second signal stops at once, without
+        saving (the last checkpoint stays whole), raising ``KeyboardInterrupt``.
         """
         config = self.config
         total = config.total_iterations if self.offline else config.total_frames
@@ -381,8 +400,7 @@ class AWRTrainer:
         else:
             if self.std_schedule is not None:
                 self.std_schedule.step(self.frames)
-            with self._collector_failures():
-                self.collector.update_policy_weights_()  # the first batch comes from these weights
+            self._send_weights()  # the first batch comes from these weights
             collector_iter = iter(self.collector)
         self.interrupted = False
         tick = time.perf_counter()
@@ -392,8 +410,15 @@ class AWRTrainer:
                     timer = PhaseTimer()
                     batch = None
                     if collector_iter is not None:
-                        with timer("collect"), self._collector_failures():
-                            batch = next(collector_iter, None)
+                        with (
+                            timer("collect"),
+                            self._collector_failures(),
+                            self._watchdog.waiting("a batch", batch=True),
+                        ):
+                            with stop.interruptible():
+                                batch = next(collector_iter, None)
+                        if stop.requested:
+                            break  # the signal ended the wait: this iteration has not begun
                         if batch is None:
                             raise RuntimeError(
                                 f"The collector stopped after {self.frames} samples, before total_frames="
@@ -478,9 +503,12 @@ class AWRTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restores a :meth:`state_dict`. The optimizers take their state (momenta, moments)
+        from it and keep their own settings (learning rate, momentum), so a resume trains with
+        the settings its optimizers were built with."""
         self.loss_module.load_state_dict(state["loss_module"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        _load_optimizer_state(self.actor_optimizer, state["actor_optimizer"], "actor")
+        _load_optimizer_state(self.critic_optimizer, state["critic_optimizer"], "critic")
         counters = state["counters"]
         self.frames = counters["frames"]
         self.iteration = counters["iteration"]
@@ -497,7 +525,7 @@ class AWRTrainer:
             self.replay_buffer.sampler.generator.set_state(state["generator"])
         set_rng_state(state["rng"])
         if self.collector is not None:
-            self.collector.update_policy_weights_()
+            self._send_weights()
 
     def save(self, path: str | Path) -> None:
         """Writes a checkpoint atomically (and the replay buffer beside it if ``save_buffer``, the
@@ -537,6 +565,23 @@ class AWRTrainer:
             self.collector.update_policy_weights_()
 
 
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, which: str) -> None:
+    """``state`` into ``optimizer``, whose settings stay as built. Another kind of optimizer
+    (settings that neither include nor are included in this one's, as SGD's momentum and Adam's
+    betas) is a ``ValueError``; a setting added by a newer torch is not."""
+    settings = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    for own, group in zip(settings, state["param_groups"]):
+        saved = set(group) - {"params"}
+        if not (saved <= set(own) or set(own) <= saved):
+            raise ValueError(
+                f"the checkpoint's {which} optimizer is not a {type(optimizer).__name__} (its settings "
+                f"{', '.join(sorted(saved - set(own)))} are not one's); resume with the optimizer its run used"
+            )
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
+
+
 @contextlib.contextmanager
 def _fitting(path: str | Path) -> Iterator[None]:
     """A checkpoint that does not fit the trainer it is loaded into is one
@@ -568,20 +613,40 @@ class CollectorFailure(RuntimeError):
     cause and the last checkpoint, which the failure leaves intact."""
 
 
+class _StopWaiting(KeyboardInterrupt):
+    """Ends a wait on the collector when a stop is asked for (a ``KeyboardInterrupt`` if it ever
+    escapes the wait)."""
+
+
 class _StopRequest:
     """While active (in the main thread), SIGINT and SIGTERM ask the loop to stop at the end of
-    the iteration; a second signal raises ``KeyboardInterrupt`` at once."""
+    the iteration, or at once while it waits on the collector (a wait that may never end: an
+    environment that hangs); a second signal raises ``KeyboardInterrupt`` at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
         self._previous = {}
+        self._interruptible = False
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if self._interruptible:
+            raise _StopWaiting
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A block that a stop request ends at once."""
+        self._interruptible = True
+        try:
+            yield
+        except _StopWaiting:
+            pass
+        finally:
+            self._interruptible = False
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():

@@ -13,27 +13,37 @@ directory given as ``config_dir``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
-import importlib.util
 import os
 import signal
 from pathlib import Path
 
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from tensordict import TensorDict
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic, make_collection_policy
-from torchrl_awr.envs import GymnasiumBatchEnv, check_env_name, is_mujoco, make_env, max_episode_steps
+from torchrl_awr.envs import (
+    GymnasiumBatchEnv,
+    check_env_kwargs,
+    check_env_name,
+    is_mujoco,
+    make_env,
+    max_episode_steps,
+    probe_env_kwargs,
+)
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
-from torchrl_awr.loggers import LOGGER_PACKAGES, LOGGERS, make_logger
-from torchrl_awr.loss import WEIGHTINGS
-from torchrl_awr.models import action_bounds
-from torchrl_awr.offline_data import load_training_data
+from torchrl_awr.loggers import LOGGERS, check_logger, make_logger
+from torchrl_awr.loss import LOSS_CRITIC_TYPES, WEIGHTINGS
+from torchrl_awr.models import ACTOR_DISTRIBUTIONS, action_bounds
+from torchrl_awr.offline_data import load_dataset, load_training_data
 from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
@@ -52,26 +62,88 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
 
 
-# Settings of the recipe that no library object checks, and their rules.
+# Every key of the recipe's config (recipes/config/*.yaml) and its rule: a tuple of choices, or a
+# rule of :mod:`torchrl_awr.settings` (a type, a range or both). A key whose range the library's
+# objects check (AWRTrainerConfig: TRAINER_KEYS, AWRLoss: LOSS_KEYS, ActionStdSchedule:
+# STD_SCHEDULE_KEYS) has its type here. A key neither here nor in the config files is refused,
+# but for those under env.kwargs, which go to gym.make (tests/test_bad_inputs.py keeps the table
+# and the files in step).
 RECIPE_RULES = {
-    "seed": ">= 0",
-    "threads": ">= 1",
-    "collector.frames_per_batch": "> 0",
-    "collector.num_workers": ">= 1",
-    "buffer.size": "> 0",
-    "env.num_envs": ">= 1",
-    "optim.critic_lr": "> 0",
-    "optim.actor_lr": "> 0",
-    "optim.momentum": ">= 0",
-    "model.value_scale": "> 0",
-    "model.normalizer_samples": ">= 0",
-    "eval.episodes": ">= 1",
-    "eval.num_envs": ">= 1",
-}
-# Checked only with collector.type=ray.
-RAY_RULES = {
+    "task_name": "str",
+    "seed": "int >= 0",
+    "device": "str",
+    "threads": "int >= 1",
+    "output_dir": "path",
+    "resume": "str or null",
+    "resume_buffer": "bool",
+    "progress": "bool",
+    "dataset": "str or null",
+    "init_from": "str or null",
+    "init_dataset": "bool",
+    "env.name": "str",
+    "env.num_envs": "int >= 1",
+    "env.keep_info": "bool",
+    "env.kwargs": "dict",
+    "collector.type": COLLECTORS,
+    "collector.num_workers": "int >= 1",
+    "collector.frames_per_batch": "int > 0",
+    "collector.total_frames": "int",
+    "collector.watchdog_s": "number or null",
+    "collector.ray.address": "str or null",
+    "collector.ray.sync": "bool",
     "collector.ray.worker_cpus": "> 0",
     "collector.ray.worker_memory_gib": "> 0",
+    "collector.ray.local_cpus": "int >= 1 or null",
+    "collector.ray.object_store_mib": "int > 0 or null",
+    "buffer.size": "int > 0",
+    "buffer.storage": STORAGES,
+    "buffer.scratch_dir": "str or null",
+    "loss.beta": "number",
+    "loss.max_weight": "number",
+    "loss.weighting": WEIGHTINGS,
+    "loss.critic_type": LOSS_CRITIC_TYPES,
+    "loss.action_bound_coeff": "number",
+    "loss.logits_l2_coeff": "number",
+    "loss.gamma": "number",
+    "loss.lmbda": "number",
+    "train.critic_steps": "int",
+    "train.actor_steps": "int",
+    "train.batch_size": "int",
+    "train.compile": "bool",
+    "offline.iterations": "int",
+    "optim.name": OPTIMIZERS,
+    "optim.momentum": ">= 0",
+    "optim.critic_lr": "> 0",
+    "optim.actor_lr": "> 0",
+    "model.hidden_sizes": "widths",
+    "model.distribution": ACTOR_DISTRIBUTIONS,
+    "model.action_std": "> 0",
+    "model.action_std_end": "number or null",
+    "model.action_std_anneal_start": "int",
+    "model.action_std_anneal_frames": "int",
+    "model.learn_std": "bool",
+    "model.value_scale": "> 0",
+    "model.normalizer_samples": "int >= 0",
+    "eval.interval": "int",
+    "eval.episodes": "int >= 1",
+    "eval.num_envs": "int >= 1",
+    "eval.video": "bool",
+    "eval.video_fps": "number",
+    "eval.video_size": "list",
+    "eval.video_renderer": "str or null",
+    "logger.backend": LOGGERS,
+    "logger.project": "str",
+    "logger.log_interval": "int",
+    "logger.run_id": "str or null",
+    "logger.mlflow_uri": "str or null",
+    "checkpoint.interval": "int",
+    "checkpoint.save_buffer": "bool",
+}
+FREE_KEYS = ("env.kwargs",)  # keys under these are anyone's: gym.make's kwargs
+# env.kwargs the recipe sets itself, and why a user may not.
+RESERVED_ENV_KWARGS = {
+    "render_mode": "the recipe renders its own videos (eval.video=true records them into the run directory); "
+    "a window (human) would stop the run without a display",
 }
 # AWRLoss's settings and the recipe keys they come from.
 LOSS_KEYS = {
@@ -86,25 +158,28 @@ LOSS_KEYS = {
 
 def validate_config(cfg: DictConfig) -> None:
     """Every check that can fail fast, before any environment or network is built; each error
-    names its key. The library's objects check their own settings with the same code."""
-    _choice("collector.type", cfg.collector.type, COLLECTORS)
-    _choice("buffer.storage", cfg.buffer.storage, STORAGES)
-    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
-    _choice("loss.weighting", cfg.loss.weighting, WEIGHTINGS)
-    _choice("logger.backend", cfg.logger.backend, LOGGERS)
+    names its key. The library's objects check their own settings with the same code. The last
+    check, with ``env.kwargs`` set, makes one environment in this process with them, so that what
+    ``gym.make`` refuses is named before any worker process or run directory exists."""
+    check_known_keys(cfg)
+    values = {key: _value(cfg, key) for key in RECIPE_RULES}
+    for key, rule in RECIPE_RULES.items():
+        if isinstance(rule, tuple):
+            _choice(key, values[key], rule)
+    typed = {key: rule for key, rule in RECIPE_RULES.items() if isinstance(rule, str)}
+    check_settings(values, typed, "settings")
     resolve_device(cfg.device)
     check_env_name(cfg.env.name)
-    backend_module = LOGGER_PACKAGES.get(cfg.logger.backend)
-    if backend_module and importlib.util.find_spec(backend_module) is None:
-        raise ImportError(
-            f"logger.backend={cfg.logger.backend} needs the {backend_module} package: "
-            f"pip install -e '.[{backend_module}]' (or use logger.backend=csv)."
-        )
+    kwargs = env_kwargs(cfg)
+    check_env_kwargs(kwargs)
+    for key, why in RESERVED_ENV_KWARGS.items():
+        if key in kwargs:
+            raise ValueError(f"env.kwargs.{key}={kwargs[key]!r} cannot be set: {why}. Remove +env.kwargs.{key}.")
+    check_logger(cfg)
     if cfg.eval.video:
         check_video_config(cfg)
     make_trainer_config(cfg).validate(names=TRAINER_KEYS)
-    AWRLoss.validate_settings(names=LOSS_KEYS, **{name: OmegaConf.select(cfg, key) for name, key in LOSS_KEYS.items()})
-    check_settings({key: OmegaConf.select(cfg, key) for key in RECIPE_RULES}, RECIPE_RULES, "settings")
+    AWRLoss.validate_settings(names=LOSS_KEYS, **{name: values[key] for name, key in LOSS_KEYS.items()})
     if cfg.train.batch_size > cfg.buffer.size:
         raise ValueError(f"train.batch_size ({cfg.train.batch_size}) is larger than buffer.size ({cfg.buffer.size}).")
     if cfg.collector.frames_per_batch % envs_per_batch(cfg):
@@ -122,10 +197,81 @@ def validate_config(cfg: DictConfig) -> None:
             f"(collector.frames_per_batch={cfg.collector.frames_per_batch})."
         )
     check_data_source(cfg)
+    if kwargs:
+        probe_env_kwargs(cfg.env.name, kwargs)
+
+
+def _value(cfg: DictConfig, key: str):
+    """The value of ``key``; a value left unset (``???``) or an interpolation that cannot be
+    resolved is named as bad input."""
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except MissingMandatoryValue:
+        raise ValueError(f"{key} has no value (???); set it: {key}=...") from None
+    except OmegaConfBaseException as err:
+        raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
+
+
+def config_keys(tree: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of a config's leaves (a key of :data:`RECIPE_RULES` or under
+    :data:`FREE_KEYS` counts as a leaf, whatever it holds)."""
+    keys = []
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and value and key not in RECIPE_RULES and key not in FREE_KEYS:
+            keys += config_keys(value, f"{key}.")
+        else:
+            keys.append(key)
+    return keys
+
+
+@functools.cache
+def recipe_keys() -> frozenset[str]:
+    """The keys of the recipe: those of :data:`RECIPE_RULES` and of the config files in
+    :data:`CONFIG_DIR` (a key added there is known before its rule is written)."""
+    keys = set(RECIPE_RULES)
+    for path in CONFIG_DIR.rglob("*.yaml") if CONFIG_DIR.is_dir() else ():
+        tree = OmegaConf.to_container(OmegaConf.load(path))
+        keys |= {key for key in config_keys(tree) if key.partition(".")[0] not in ("defaults", "hydra")}
+    return frozenset(keys)
+
+
+def unknown_key_error(given: list[str]) -> ValueError:
+    """The error for settings (``key`` or ``key=value``) that are not the recipe's."""
+    keys = [item.partition("=")[0] for item in given]
+    groups = {key.rpartition(".")[0] for key in recipe_keys()}
+    if keys[0] in groups:
+        return ValueError(
+            f"{given[0]} would replace the group {keys[0]} of the recipe's config; set its keys: {keys[0]}.<key>=..."
+        )
+    close = difflib.get_close_matches(keys[0], sorted(recipe_keys()), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return ValueError(
+        f"Unknown setting{'s' * (len(given) > 1)} {', '.join(given)}: the recipe has no such key "
+        f"(recipes/config/config.yaml lists them; only env.kwargs takes new keys: +env.kwargs.<name>=...).{hint}"
+    )
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuses a key that is not the recipe's (``+foo=1``, ``+train.foo=1``: Hydra adds any key
+    given with ``+``, and nothing would read it). Keys under ``env.kwargs`` go to ``gym.make``.
+    A resumed run may keep the keys of its own saved config, which older versions wrote."""
+    known = set(recipe_keys())
+    resume = OmegaConf.select(cfg, "resume")
+    if resume:
+        path = Path(resume)
+        saved = (path if path.is_dir() else path.parent) / "config.yaml"
+        with contextlib.suppress(OSError, yaml.YAMLError, OmegaConfBaseException):
+            known |= set(config_keys(OmegaConf.to_container(OmegaConf.load(saved))))
+    unknown = [key for key in config_keys(OmegaConf.to_container(cfg, resolve=False)) if key not in known]
+    if unknown:
+        raise unknown_key_error([f"{key}={OmegaConf.select(cfg, key, default=None)!r}" for key in unknown])
 
 
 def check_data_source(cfg: DictConfig) -> None:
-    """The offline and offline-to-online settings agree with each other."""
+    """The offline and offline-to-online settings agree with each other, and a dataset directory
+    holds data AWR can use (read as memory maps; its sizes are checked against the task's once
+    its environment exists)."""
     if cfg.init_dataset and not cfg.init_from:
         raise ValueError("init_dataset=true puts the dataset of the init_from run in the buffer; set init_from.")
     if cfg.dataset and cfg.init_dataset:
@@ -134,6 +280,8 @@ def check_data_source(cfg: DictConfig) -> None:
         raise ValueError(
             "resume_buffer=true: an offline run (dataset=...) saves no buffer; its dataset refills it on resume."
         )
+    if cfg.dataset and Path(cfg.dataset).is_dir():
+        load_dataset(cfg.dataset)
 
 
 def check_std_schedule(cfg: DictConfig) -> None:
@@ -164,7 +312,6 @@ def check_ray_config(cfg: DictConfig) -> None:
     """Ray is installed, its settings are numbers it can use, and the networks train on the CPU."""
     import_ray()
     head_node(cfg.collector.ray.address)
-    check_settings({key: OmegaConf.select(cfg, key) for key in RAY_RULES}, RAY_RULES, "settings")
     if resolve_device(cfg.device).type != "cpu":
         raise ValueError(
             f"collector.type=ray sends the policy to CPU-only workers; device={cfg.device} would send it on "
@@ -181,16 +328,25 @@ def envs_per_batch(cfg: DictConfig) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device ``device=`` names: one this machine has (``cpu:5`` would pass torch, which
+    ignores a CPU's index; ``cuda:3`` on a one-GPU machine would fail at the first tensor)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ValueError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device={name!r} is not supported; use auto, cpu, cuda or cuda:N.")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ValueError(f"device={name!r}: the CPU has no index; use cpu (threads= sets its threads).")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was requested but CUDA is not available; use cpu or auto.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}."
+        )
     return device
 
 

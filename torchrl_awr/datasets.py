@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError("say where the dataset goes: --out DIR, --minari ID, or both.")
         if args.source != "buffer" and (args.episodes < 1 or args.envs < 1):
             raise ValueError(f"--episodes and --envs must be >= 1, got {args.episodes} and {args.envs}.")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0 (numpy seeds the environments with it), got {args.seed}.")
         if args.minari is not None:
             check_new_minari_id(args.minari)
         if args.out is not None:

@@ -13,6 +13,13 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
+from torchrl_awr.settings import check_settings
+
+# gym.make kwargs whose bad values a MuJoCo task takes without a word and fails on later, or never:
+# frame_skip=0 divides by zero, a negative one never steps the simulation, a fractional one fails
+# at the first step; a NaN or negative reset_noise_scale fails at the first reset.
+ENV_KWARG_RULES = {"frame_skip": "int >= 1", "reset_noise_scale": ">= 0"}
+
 
 def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
     """The gymnasium spec of ``env_name``, or a ValueError naming close, valid ids."""
@@ -27,6 +34,29 @@ def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
     if "box2d" in entry and importlib.util.find_spec("Box2D") is None:
         raise ImportError(f"{env_name} needs Box2D, which is not installed: pip install 'gymnasium[box2d]'.")
     return spec
+
+
+def check_env_kwargs(env_kwargs: dict) -> None:
+    """The kwargs of :data:`ENV_KWARG_RULES` obey their rules (named ``env.kwargs.<key>``)."""
+    rules = {key: rule for key, rule in ENV_KWARG_RULES.items() if key in env_kwargs}
+    check_settings(env_kwargs, rules, "env kwargs", names={key: f"env.kwargs.{key}" for key in rules})
+
+
+def probe_env_kwargs(env_name: str, env_kwargs: dict) -> None:
+    """Makes and resets one copy of the task with ``env_kwargs`` in this process, so that what
+    ``gym.make`` or the task refuse is one ``ValueError`` here rather than an error in each
+    collector worker."""
+    check_env_name(env_name)
+    check_env_kwargs(env_kwargs)
+    quiet_known_model_warnings()
+    try:
+        env = gym.make(env_name, **env_kwargs)
+        try:
+            env.reset(seed=0)
+        finally:
+            env.close()
+    except (TypeError, ValueError, AssertionError, ArithmeticError) as err:
+        raise ValueError(f"{env_name} does not accept the env kwargs {env_kwargs}: {err}") from err
 
 
 def is_mujoco(env_name: str) -> bool:
@@ -84,6 +114,7 @@ class GymnasiumBatchEnv(EnvBase):
         quiet_known_model_warnings()
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         env_kwargs = dict(env_kwargs or {})
+        check_env_kwargs(env_kwargs)
         try:
             self._envs = [gym.make(env_name, **env_kwargs) for _ in range(num_envs)]
         except TypeError as err:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -103,6 +105,27 @@ def check_onnx_packages() -> None:
         )
 
 
+def check_output(out: Path) -> None:
+    """``--out`` names a file this process can write, with its ``.json`` beside it: not a
+    directory, and in a directory that takes files (the nearest existing one: the export makes
+    the rest). Checked before any work."""
+    for path in (out, Path(f"{out}.json")):
+        if path.is_dir():
+            raise ValueError(f"--out {out}: {path} is a directory; name the file to write, e.g. {out / 'policy.onnx'}.")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"--out {out}: {path} exists and is read-only.")
+    directory = out.parent
+    while not directory.exists():
+        directory = directory.parent
+    if not directory.is_dir():
+        raise ValueError(f"--out {out}: {directory} is a file, not a directory.")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise PermissionError(f"--out {out}: no file can be written in {directory} ({err.strerror}).") from None
+
+
 def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
     """Writes the policy of ``run`` to ``out`` in ``fmt`` and its metadata to ``<out>.json``;
     returns the metadata. The batch dimension stays dynamic."""
@@ -137,8 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output file (default: <run dir>/policy.<format>)")
     args = parser.parse_args(argv)
     try:
+        if args.out is not None:
+            check_output(args.out)  # before any work
         run = load_run(args.run)
-        out = args.out or run.checkpoint.parent / f"policy.{args.format}"
+        out = args.out
+        if out is None:
+            out = run.checkpoint.parent / f"policy.{args.format}"
+            check_output(out)
         metadata = export_policy(run, out, args.format)
     except BAD_INPUT as err:
         exit_bad_input(err)

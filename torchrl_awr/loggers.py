@@ -2,15 +2,94 @@
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import Logger, get_logger
 from torchrl.record.loggers.mlflow import MLFlowLogger  # imports mlflow only when one is made
 
+from torchrl_awr.network import connect_error
+
 LOGGERS = ("csv", "tensorboard", "wandb", "mlflow", "none")
 # The package each backend needs; the extra of the same name installs it.
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+MLFLOW_CONNECT_TIMEOUT = 5.0  # seconds; MLflow's client retries an address nobody answers for minutes
+
+
+def check_logger(cfg: DictConfig) -> None:
+    """The logger of ``logger.backend`` can start: its package is installed, W&B has a login (or
+    runs offline), MLflow's tracking server answers. Checked before any work, where the logger
+    itself would fail after the environments are built (W&B asks for a key on a terminal, MLflow
+    retries for minutes)."""
+    backend = cfg.logger.backend
+    package = LOGGER_PACKAGES.get(backend)
+    if package and importlib.util.find_spec(package) is None:
+        raise ImportError(
+            f"logger.backend={backend} needs the {package} package: "
+            f"pip install -e '.[{package}]' (or use logger.backend=csv)."
+        )
+    if backend == "wandb":
+        check_wandb_login()
+    if backend == "mlflow" and cfg.logger.mlflow_uri:
+        check_mlflow_uri(cfg.logger.mlflow_uri)
+
+
+def check_wandb_login() -> None:
+    """W&B runs offline or disabled (``WANDB_MODE``, ``wandb offline``), or finds a login where
+    ``wandb.init`` looks for one (``WANDB_API_KEY``, an identity token file, the netrc file, its
+    settings), without the network. Versions of wandb whose internals differ are not checked."""
+    try:
+        from wandb.errors import AuthenticationError
+        from wandb.sdk import wandb_setup
+        from wandb.sdk.lib import wbauth
+        from wandb.sdk.lib.wbauth.authenticate import _use_system_auth
+
+        settings = wandb_setup.singleton().settings
+        if settings._offline or settings._noop:
+            return
+        host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
+        try:
+            found = _use_system_auth(host=host, source="torchrl-awr", update_session=False)
+        except AuthenticationError as err:
+            raise ValueError(f"logger.backend=wandb: the W&B login is not usable: {err}") from None
+    except (ImportError, AttributeError, TypeError):
+        return
+    if found is None:
+        raise ValueError(
+            f"logger.backend=wandb needs a W&B login for {settings.base_url} and finds none (WANDB_API_KEY, "
+            "~/.netrc): run `wandb login`, or log offline with WANDB_MODE=offline (`wandb sync` uploads later), "
+            "or use logger.backend=csv."
+        )
+
+
+def check_mlflow_uri(uri: str) -> None:
+    """An ``http(s)`` tracking server answers within :data:`MLFLOW_CONNECT_TIMEOUT` seconds; a
+    SQLite store's directory exists and takes files. Other stores are left to MLflow."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        error = connect_error(parsed.hostname or "", port, MLFLOW_CONNECT_TIMEOUT)
+        if error is not None:
+            raise ConnectionError(
+                f"logger.mlflow_uri={uri}: no MLflow server answers at {parsed.hostname}:{port} ({error}); start "
+                "one there (mlflow server --port <port>), or leave logger.mlflow_uri=null for a SQLite store in "
+                "the run directory."
+            ) from None
+    elif parsed.scheme == "sqlite":
+        database = uri.removeprefix("sqlite:///")
+        if database in ("", ":memory:") or uri.startswith("sqlite://:memory:"):
+            return
+        directory = Path(database).parent
+        try:
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as err:
+            raise PermissionError(
+                f"logger.mlflow_uri={uri}: its database cannot be written in {directory} ({err.strerror})."
+            ) from None
 
 
 def mlflow_uri(cfg: DictConfig, run_dir: Path) -> str:

@@ -256,12 +256,22 @@ def write_minari(data: TensorDictBase, dataset_id: str, env_id: str, source: dic
 
 
 def check_transitions(data: TensorDictBase, path: Path) -> None:
-    """One clear error for data AWR cannot use: missing keys, NaN/inf, no episode end."""
+    """One clear error for data AWR cannot use: missing keys, no transitions, numbers that are not
+    float32 (the networks' and the buffer's type) or not finite, no episode end."""
     keys = ["observation", "action", "episode", *(("next", key) for key in NEXT_KEYS)]
     missing = [key for key in keys if key not in data.keys(True)]
     if missing:
         raise DatasetError(f"{path}: the dataset lacks {missing}.")
-    for key in ("observation", "action", ("next", "observation"), ("next", "reward")):
+    if data.batch_size.numel() == 0:
+        raise DatasetError(f"{path}: the dataset holds no transitions.")
+    numbers = ("observation", "action", ("next", "observation"), ("next", "reward"))
+    for key in numbers:
+        if data.get(key).dtype != torch.float32:
+            raise DatasetError(
+                f"{path}: its {key!r} entries are {data.get(key).dtype}; a dataset holds float32 observations, "
+                "actions and rewards (python -m torchrl_awr.datasets writes them so; convert with .float())."
+            )
+    for key in numbers:
         bad = ~torch.isfinite(data.get(key)).reshape(data.shape[0], -1).all(-1)
         if bad.any():
             raise DatasetError(

@@ -37,7 +37,7 @@ from torchrl_awr.builders import (
     resolve_device,
     validate_config,
 )
-from torchrl_awr.checkpoint import CheckpointError, load_checkpoint
+from torchrl_awr.checkpoint import CheckpointError, check_room_to_continue, load_checkpoint
 from torchrl_awr.loggers import mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDir, RunDirectoryError, truncate_logs
@@ -76,6 +76,8 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
         if cfg.init_from:
             load_checkpoint(checkpoint_path(cfg.init_from))
     with directory.claim(new=not cfg.resume):
+        if resumed:  # once a killed save's partial writes are gone: the next save must fit
+            check_room_to_continue(checkpoint, with_buffer=cfg.checkpoint.save_buffer and not cfg.dataset)
         if cfg.logger.backend == "wandb" and cfg.logger.run_id is None:
             cfg.logger.run_id = secrets.token_hex(8)  # saved in config.yaml: a resume logs into the same W&B run
         torch.manual_seed(cfg.seed)

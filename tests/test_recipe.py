@@ -88,7 +88,7 @@ def test_run_writes_logs(trained_run):
 
 def test_run_writes_checkpoint_plot_and_config(trained_run):
     run_dir, trainer = trained_run
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
     for key in ("loss_module", "actor_optimizer", "critic_optimizer", "counters", "rng", "store", "config", "version"):
         assert key in state, key
     assert state["counters"]["frames"] == 1024 and state["counters"]["iteration"] == 4

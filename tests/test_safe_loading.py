@@ -244,7 +244,8 @@ def test_a_save_that_cannot_fit_its_buffer_is_refused_before_writing(made, disk,
     its buffer (84 MiB) is then larger than the disk's free space (about 71 MiB, more than the
     checkpoint and the 64 MiB margin alone need), so the save is refused before writing, in one
     line; the previous checkpoint and its buffer are intact and no temporary file is left. A
-    memory-mapped buffer restored onto a disk too small for it is one line too, not a SIGBUS."""
+    memory-mapped buffer restored onto a disk too small for it is one line too, not a SIGBUS, and a
+    resume onto a full disk is refused at start-up."""
     run = disk / "run"
     shutil.copytree(made / "run", run)
     (run / "checkpoint.pt.buffer.tmp").mkdir()  # what a save killed while dumping the buffer left
@@ -260,9 +261,16 @@ def test_a_save_that_cannot_fit_its_buffer_is_refused_before_writing(made, disk,
     assert not [p for p in run.iterdir() if p.suffix in (".tmp", ".old")]
 
     fill(disk / "other.bin", leave=64 * 2**10)
+    before = snapshot(run)
+    result = run_command(tmp_path, f"resume={run / 'checkpoint.pt'}", "checkpoint.save_buffer=true", MORE)
+    line = one_error_line(result, run / "checkpoint.pt")  # at start-up: the next save could not fit
+    assert re.search(r"Not enough free space to save .* \(checkpoint and replay buffer plus a margin\)", line), line
+    assert snapshot(run) == before
+
+    elsewhere = shutil.copytree(run, tmp_path / "elsewhere")  # the run on a large disk, its scratch on the full one
     memmap = ("buffer.storage=memmap", f"buffer.scratch_dir={disk / 'scratch'}", "resume_buffer=true")
-    result = run_command(tmp_path, f"resume={run / 'checkpoint.pt'}", *memmap, MORE)
-    line = one_error_line(result, buffer_dir(run / "checkpoint.pt"))
+    result = run_command(tmp_path, f"resume={elsewhere / 'checkpoint.pt'}", *memmap, MORE)
+    line = one_error_line(result, buffer_dir(elsewhere / "checkpoint.pt"))
     assert re.search(r"into its memory-mapped storage needs about .* MiB at .* MiB are free", line), line
 
 

@@ -107,14 +107,7 @@ def save_checkpoint(
     _remove(tmp, staging)
     payload = io.BytesIO()
     torch.save({**state, "version": CHECKPOINT_VERSION, "pair_id": pair_id}, payload)
-    needed = payload.tell() + (int(buffer_bytes * 1.05) if replay_buffer is not None else 0) + FREE_SPACE_MARGIN
-    free = shutil.disk_usage(path.parent).free
-    if free < needed:
-        raise CheckpointError(
-            f"Not enough free space to save {path}: about {needed / 2**20:.0f} MiB needed (checkpoint"
-            f"{' and replay buffer' if replay_buffer is not None else ''} plus a margin), {free / 2**20:.0f} MiB "
-            "free. The previous checkpoint is kept."
-        )
+    _check_room(path, payload.tell(), int(buffer_bytes * 1.05) if replay_buffer is not None else None)
     target = buffer_dir(path)
     try:
         if replay_buffer is not None:
@@ -133,6 +126,28 @@ def save_checkpoint(
     except (OSError, RuntimeError) as err:  # torch reports a full disk under a memory map as a RuntimeError
         _remove(tmp, staging)
         raise CheckpointError(f"Saving {path} failed ({err}); the previous checkpoint is kept.") from err
+
+
+def _check_room(path: Path, checkpoint_bytes: int, buffer_bytes: int | None) -> None:
+    """Refuses a save of about these sizes (no buffer: None) that the disk cannot hold with a margin."""
+    needed = checkpoint_bytes + (buffer_bytes or 0) + FREE_SPACE_MARGIN
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointError(
+            f"Not enough free space to save {path}: about {needed / 2**20:.0f} MiB needed (checkpoint"
+            f"{' and replay buffer' if buffer_bytes is not None else ''} plus a margin), {free / 2**20:.0f} MiB "
+            "free. The previous checkpoint is kept."
+        )
+
+
+def check_room_to_continue(path: str | Path, *, with_buffer: bool) -> None:
+    """Before a run resumes from the checkpoint ``path``: its next save (the size of this one, and
+    of its buffer dump if ``with_buffer``) must fit, so a full disk is named at start-up rather
+    than after the first iterations."""
+    path = Path(path)
+    dump = buffer_dir(path)
+    buffer_bytes = sum(file.stat().st_size for file in dump.rglob("*") if file.is_file()) if with_buffer else None
+    _check_room(path, path.stat().st_size, buffer_bytes)
 
 
 def _remove(*paths: Path) -> None:

@@ -38,6 +38,7 @@ from torchrl_awr.builders import (
     validate_config,
 )
 from torchrl_awr.checkpoint import CheckpointError, check_room_to_continue, load_checkpoint
+from torchrl_awr.cli_errors import config_errors_exit_2
 from torchrl_awr.loggers import mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDir, RunDirectoryError, truncate_logs
@@ -235,8 +236,8 @@ def run_dir_of(cfg: DictConfig) -> Path:
     """A resumed run continues in its directory (``resume=`` names it or its checkpoint); a new
     one in ``output_dir``."""
     if cfg.resume:
-        return checkpoint_path(cfg.resume).resolve().parent
-    return Path(cfg.output_dir)
+        return checkpoint_path(str(cfg.resume)).resolve().parent
+    return Path(str(cfg.output_dir))  # a value that is no path is named by the config's checks
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -325,6 +326,7 @@ def interrupted_state(run_dir: Path | None) -> str:
     return f"no checkpoint was saved yet; start it over with resume={directory.path}"
 
 
+@config_errors_exit_2
 @hydra.main(config_path="config", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     entry(cfg)

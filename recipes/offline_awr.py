@@ -15,11 +15,17 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from torchrl_awr.cli_errors import config_errors_exit_2
+from torchrl_awr.runs import exit_bad_input
+
 from mujoco_awr import entry
 
 
+@config_errors_exit_2
 @hydra.main(config_path="config", config_name="offline", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if not cfg.dataset and not cfg.resume:
+        exit_bad_input("recipes/offline_awr.py learns from a dataset: set dataset=<directory or Minari id>.")
     entry(cfg)
 
 

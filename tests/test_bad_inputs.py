@@ -22,7 +22,7 @@ from torchrl_awr import builders
 from torchrl_awr.cli_errors import config_errors_exit_2
 from torchrl_awr.offline_data import DATA_FILE, META_FILE
 
-from recipe_helpers import RECIPE, ROOT, compose_config, recipe_command
+from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, recipe_command
 
 # The recipe's command line: overrides -> what its one error line must say. DATA stands for the
 # case's own temporary directory.
@@ -53,6 +53,7 @@ RECIPE_CASES = {
     "unknown nested key": (["+train.foo=1"], r"Unknown setting train\.foo=1: the recipe has no such key"),
     "empty output_dir": (["output_dir=''"], r"output_dir='' \(must be a non-empty string \(a path\)\)"),
     "blank output_dir": (["output_dir=' '"], r"output_dir=' ' \(must be a non-empty string \(a path\)\)"),
+    "output_dir a number": (["output_dir=5"], r"output_dir=5 \(must be a non-empty string \(a path\)\)"),
     "frame_skip 0": (["+env.kwargs.frame_skip=0"], r"env\.kwargs\.frame_skip=0 \(must be >= 1\)"),
     "frame_skip -1": (["+env.kwargs.frame_skip=-1"], r"env\.kwargs\.frame_skip=-1 \(must be >= 1\)"),
     "noise nan": (["+env.kwargs.reset_noise_scale=nan"], r"env\.kwargs\.reset_noise_scale=nan \(must be a number >= 0"),
@@ -76,8 +77,6 @@ HYDRA_CASES = {
     "unknown key without +": (["foo=1"], r"Unknown setting foo: the recipe has no such key"),
     "override syntax": (["seed=[1"], r"no viable alternative at input '\[1'"),
 }
-WIRED = "config_errors_exit_2" in RECIPE.read_text()
-UNWIRED = pytest.mark.xfail(not WIRED, reason="the recipe's main is not wrapped in config_errors_exit_2", strict=True)
 # python -m commands: DATA stands for the case's own temporary directory.
 MODULE_CASES = {
     "export --out a directory": (
@@ -170,9 +169,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> 
     assert re.search(message, lines[0]), lines[0]
 
 
-@pytest.mark.parametrize(
-    "case", [*RECIPE_CASES, *(pytest.param(case, marks=UNWIRED) for case in HYDRA_CASES), *MODULE_CASES]
-)
+@pytest.mark.parametrize("case", [*RECIPE_CASES, *HYDRA_CASES, *MODULE_CASES])
 def test_bad_input_is_one_error_line_and_leaves_nothing(case, results):
     result, before, cwd = results[case]
     assert_one_error_line(result, (RECIPE_CASES | HYDRA_CASES | MODULE_CASES)[case][1])
@@ -250,3 +247,16 @@ def test_a_resume_keeps_the_keys_its_saved_config_has(tmp_path):
     cfg.foo = 1
     with pytest.raises(ValueError, match="Unknown setting foo=1"):
         builders.check_known_keys(cfg)
+
+
+def test_the_offline_recipe_without_a_dataset_is_refused(tmp_path):
+    """``recipes/offline_awr.py`` with no ``dataset=`` would otherwise collect online."""
+    result = subprocess.run(
+        recipe_command("task=hopper", f"output_dir={tmp_path / 'run'}", small=False, script=OFFLINE_RECIPE),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_error_line(result, r"recipes/offline_awr\.py learns from a dataset: set dataset=")
+    assert not list(tmp_path.iterdir())

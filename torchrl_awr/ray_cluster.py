@@ -9,10 +9,11 @@ collectors that ask for more CPUs than the cluster has wait forever, so both are
 from __future__ import annotations
 
 import importlib
-import socket
 from collections.abc import Callable
 
 from torch import nn
+
+from torchrl_awr.network import connect_error
 
 RAY_EXTRA = "pip install -e '.[ray]'"
 LOCAL_ADDRESSES = (None, "local")
@@ -46,14 +47,12 @@ def check_reachable(address: str, timeout: float) -> None:
     node = head_node(address)
     if node is None:
         return
-    try:
-        with socket.create_connection(node, timeout=timeout):
-            pass
-    except OSError as err:
+    error = connect_error(*node, timeout)
+    if error is not None:
         raise ConnectionError(
-            f"No Ray head node answers at collector.ray.address={address} ({err}); start one there with "
+            f"No Ray head node answers at collector.ray.address={address} ({error}); start one there with "
             "`ray start --head --port=<port>`, or use collector.ray.address=null for a local Ray."
-        ) from err
+        ) from error
 
 
 def init_ray(

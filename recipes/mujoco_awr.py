@@ -39,7 +39,7 @@ from torchrl_awr.builders import (
 )
 from torchrl_awr.checkpoint import CheckpointError, check_room_to_continue, load_checkpoint
 from torchrl_awr.cli_errors import config_errors_exit_2
-from torchrl_awr.loggers import mlflow_uri
+from torchrl_awr.loggers import hide_logged_after, mlflow_uri
 from torchrl_awr.plotting import plot_history, plot_run
 from torchrl_awr.rundir import RunDir, RunDirectoryError, truncate_logs
 from torchrl_awr.runs import checkpoint_path, merge_onto_preset, saved_task
@@ -93,6 +93,7 @@ def run(cfg: DictConfig, run_dir: Path) -> AWRTrainer:
                 start_from(cfg, trainer)
             if cfg.resume:
                 truncate_logs(run_dir, trainer.progress())
+                hide_logged_after(trainer.logger, trainer.progress())
             OmegaConf.save(cfg, directory.config, resolve=True)
             directory.started()
             print(start_screen(cfg, run_dir, device, trainer), flush=True)

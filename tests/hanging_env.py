@@ -1,6 +1,7 @@
 """The MuJoCo recipe with one more gymnasium task, as a user with their own environment runs it:
 ``HangingPendulum-v0``, InvertedPendulum that never returns from its ``HANG_AT_STEP``-th step
-(counted in each process; 0: never hangs), for the watchdog's tests.
+(counted in each process; 0: never hangs), or that dies as a worker process makes it
+(``DIE_IN_WORKER=1``), for the watchdog's tests.
 
     python tests/hanging_env.py env.name=HangingPendulum-v0 [recipe overrides...]
 
@@ -10,6 +11,7 @@ import the main script again) know it too.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import time
@@ -19,10 +21,16 @@ import gymnasium as gym
 from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
 
 HANG_AT_STEP = int(os.environ.get("HANG_AT_STEP", "0"))
+DIE_IN_WORKER = os.environ.get("DIE_IN_WORKER") == "1"
 
 
 class HangingPendulum(InvertedPendulumEnv):
     steps = 0
+
+    def __init__(self, **kwargs):
+        if DIE_IN_WORKER and multiprocessing.parent_process() is not None:
+            os._exit(1)
+        super().__init__(**kwargs)
 
     def step(self, action):
         HangingPendulum.steps += 1

@@ -121,3 +121,21 @@ def test_a_resume_applies_or_refuses_each_override(tmp_path):
     actor_group = state["actor_optimizer"]["param_groups"][0]
     assert (actor_group["lr"], actor_group["momentum"]) == (0.003, 0.5)
     assert state["critic_optimizer"]["param_groups"][0]["momentum"] == 0.5
+
+
+def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
+    """Logs past the last checkpoint (a kill -9 after the logger wrote): a resume hides them in
+    TensorBoard, as it cuts the CSVs back, so each sample count appears once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    tensorboard = "logger.backend=tensorboard"
+    assert run_command(tmp_path, f"output_dir={run_dir}", tensorboard, "collector.total_frames=512").returncode == 0
+    at_512 = (run_dir / "checkpoint.pt").read_bytes()
+    assert run_command(tmp_path, f"resume={run_dir}", "collector.total_frames=1024").returncode == 0
+    (run_dir / "checkpoint.pt").write_bytes(at_512)  # the run was killed after logging 768 and 1024
+    result = run_command(tmp_path, f"resume={run_dir}", "collector.total_frames=1024")
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(str(run_dir / "logs"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("frames")] == [256, 512, 768, 1024]

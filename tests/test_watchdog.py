@@ -112,6 +112,22 @@ def test_a_killed_async_worker_stops_the_run_with_exit_3(tmp_path):
         assert seconds < 30, f"trial {trial}: {seconds:.0f} s"
 
 
+def test_a_worker_that_dies_while_starting_is_exit_3(tmp_path):
+    """TorchRL's error for a worker that died before it answered is the collector lost (exit 3,
+    one line), and the run exits (the weight-sync objects it left would deadlock at exit)."""
+    process = start(
+        tmp_path / "run",
+        "env.name=HangingPendulum-v0",
+        "collector.type=multi_sync",
+        script=HANGING_RECIPE,
+        env={"DIE_IN_WORKER": "1"},
+    )
+    code, stderr, _ = finish(process, timeout=120)
+    assert code == 3, stderr[-3000:]
+    assert "The collector's worker processes did not start" in the_error(stderr)
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigterm_while_the_environment_hangs_stops_the_run(tmp_path):
     """A SIGTERM is never absorbed: while the trainer waits on a hanging environment it ends the
     wait, saves a checkpoint and exits 130; a second signal exits 130 at once, without a

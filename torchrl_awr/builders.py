@@ -47,7 +47,7 @@ from torchrl_awr.offline_data import load_dataset, load_training_data
 from torchrl_awr.ray_cluster import head_node, import_ray, init_ray, make_ray_collector
 from torchrl_awr.settings import check_settings
 from torchrl_awr.store import ShuffledPassSampler
-from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, CollectorFailure
 from torchrl_awr.video import EpisodeVideo, check_video_packages, use_renderer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
@@ -490,13 +490,26 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     workers = [env_fn] * cfg.collector.num_workers
     # Worker processes inherit SIGINT ignored: a terminal's Ctrl-C reaches the whole process
     # group, and only the trainer should answer it (by stopping and saving).
-    with _sigint_ignored():
+    with _sigint_ignored(), _workers_starting():
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
             collector = MultiSyncCollector(workers, policy, cat_results=0, use_buffers=True, **common)
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
     return _seeded(collector, cfg.seed)
+
+
+@contextlib.contextmanager
+def _workers_starting():
+    """A worker process that dies while the collector starts (killed, out of memory) is the
+    collector lost, exit 3 like any other: TorchRL raises a ``RuntimeError``."""
+    try:
+        yield
+    except RuntimeError as err:
+        cause = next((line for line in str(err).splitlines() if line.strip()), "")
+        raise CollectorFailure(
+            f"The collector's worker processes did not start ({cause}); nothing was trained."
+        ) from err
 
 
 def _seeded(collector, seed: int):

@@ -116,6 +116,18 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> Logger | None:
     return get_logger(backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
 
 
+def hide_logged_after(logger: Logger | None, step: int) -> None:
+    """A resumed run redoes the iterations after its checkpoint's ``step``: TensorBoard is told
+    to hide what an earlier session logged after it (TensorBoard's purge: the next event file
+    starts with a session start at ``step + 1``, and TensorBoard drops earlier events at or past
+    it), as the CSV logs are cut back. The events stay in the older files."""
+    if type(logger).__name__ != "TensorboardLogger":
+        return
+    writer = logger.experiment
+    writer.purge_step = step + 1
+    writer.close()  # the next scalar opens a new event file, which starts with the purge
+
+
 class RunEndingMLFlowLogger(MLFlowLogger):
     """TorchRL's MLflow logger, which also ends its MLflow run when closed: MLflow keeps one
     active run per process, so another run in the same process could not start otherwise."""

@@ -364,9 +364,7 @@ class AWRTrainer:
                     f"the checkpoint of {self._saved_frames} samples is intact: continue with "
                     f"resume={self.checkpoint_path}"
                 )
-            raise CollectorFailure(
-                f"The collector failed after {self.frames} samples ({cause}); {where}."
-            ) from err
+            raise CollectorFailure(f"The collector failed after {self.frames} samples ({cause}); {where}.") from err
 
     def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
         done = batch.get(self.store.keys.done)

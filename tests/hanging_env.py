@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 from gymnasium.envs.mujoco.inverted_pendulum_v5 import InvertedPendulumEnv
@@ -43,10 +41,6 @@ class HangingPendulum(InvertedPendulumEnv):
 gym.register("HangingPendulum-v0", entry_point=HangingPendulum, max_episode_steps=1000)
 
 if __name__ == "__main__":
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
-    sys.path.insert(0, str(recipes))
-    import hydra
+    from torchrl_awr.train import entry, hydra_main
 
-    from mujoco_awr import entry
-
-    hydra.main(config_path=str(recipes / "config"), config_name="config", version_base="1.3")(entry)()
+    hydra_main("config", entry)()

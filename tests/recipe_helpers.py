@@ -1,8 +1,10 @@
-"""Small-budget runs of ``recipes/mujoco_awr.py``, in process (Hydra compose) or as a command."""
+"""Small-budget runs of the training command (:mod:`torchrl_awr.train`), in process (Hydra compose)
+or as a command (``recipes/mujoco_awr.py``, the script that runs it in a checkout)."""
 
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -18,7 +20,7 @@ from torchrl_awr.envs import GymnasiumBatchEnv
 from torchrl_awr.trainer import AWRTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "mujoco_awr.py"
+RECIPE = ROOT / "recipes" / "mujoco_awr.py"  # the command as a script: torchrl_awr.train.main
 OFFLINE_RECIPE = ROOT / "recipes" / "offline_awr.py"
 
 # 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2, eager
@@ -57,11 +59,12 @@ def load_script(path: Path):
 
 
 def load_recipe():
-    return load_script(RECIPE)
+    """The training command's module (``run``, ``entry``, ``start_from``...)."""
+    return importlib.import_module("torchrl_awr.train")
 
 
 def run_recipe(run_dir: Path, *overrides: str):
-    """``mujoco_awr.run`` in this process; returns the trainer."""
+    """``torchrl_awr.train.run`` in this process; returns the trainer."""
     return load_recipe().run(compose_config(*overrides), Path(run_dir))
 
 

@@ -1,7 +1,5 @@
 """Every task preset completes a short run; its settings are the original's or named departures."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -12,7 +10,7 @@ from torchrl_awr import builders, make_awr_actor
 from conftest import box_spec
 from recipe_helpers import compose_config, read_csv, run_recipe
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config" / "task"
+CONFIG_DIR = builders.CONFIG_DIR / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
 
 # The original's per-task settings (actor lr, action std, normaliser samples).

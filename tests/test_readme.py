@@ -4,7 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recipe_helpers import ROOT, SMALL, run_recipe
+from hydra import compose, initialize_config_dir
+
+from torchrl_awr import builders
+from torchrl_awr.cli import COMMANDS
+
+from recipe_helpers import SMALL, run_recipe
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -46,28 +51,60 @@ def test_readme_install_commands_match_ci():
         assert command in text and command in ci, command
 
 
+def command_words(words: list[str]) -> list[str]:
+    """A README command's words as run here: ``torchrl-awr`` is ``python -m torchrl_awr`` (this
+    interpreter; the installed command is the wheel test's)."""
+    return [sys.executable, "-m", "torchrl_awr", *words[1:]] if words[0] == "torchrl-awr" else words
+
+
 def test_readme_offline_commands_run_as_written(tmp_path):
     """The three offline commands, on a small trained run, with the tests' small settings and
     the offline run's directory fixed: a dataset, an offline run, an online run from it."""
     run_recipe(tmp_path / "outputs" / "hopper" / "run", "eval.interval=0")
     commands = [line.split("#")[0].split() for line in readme_example("offline", "bash").strip().splitlines()]
     assert [c[:3] for c in commands] == [
-        ["python", "-m", "torchrl_awr.datasets"],
-        ["python", "recipes/offline_awr.py", "task=hopper"],
-        ["python", "recipes/mujoco_awr.py", "task=hopper"],
+        ["torchrl-awr", "dataset", "make"],
+        ["torchrl-awr", "train-offline", "task=hopper"],
+        ["torchrl-awr", "train", "task=hopper"],
     ]
     small = [o for o in SMALL if o != "task=hopper"]
     extra = [[], [*small, "offline.iterations=1", "output_dir=outputs/hopper-offline/run"], small]
     for command, more in zip(commands, extra):
-        words = [w.replace("<run>", "run") for w in command]
-        words[0] = sys.executable
-        if words[1].startswith("recipes/"):
-            words[1] = str(ROOT / words[1])
+        words = command_words([w.replace("<run>", "run") for w in command])
         result = subprocess.run([*words, *more], cwd=tmp_path, capture_output=True, text=True, timeout=180)
         assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "data" / "hopper-medium" / "dataset.json").is_file()
     online_runs = list((tmp_path / "outputs" / "hopper").glob("*_seed0"))
     assert len(online_runs) == 1 and (online_runs[0] / "checkpoint.pt").is_file()
+
+
+def readme_commands() -> list[list[str]]:
+    """Every ``torchrl-awr`` command of the README's shell blocks, as words (comments, a leading
+    ``pip install ... &&`` and environment variables left out)."""
+    blocks = [block.split("```", 1)[0] for block in README.read_text().split("```bash")[1:]]
+    commands = []
+    for line in (line for block in blocks for line in block.splitlines()):
+        for part in line.split("#")[0].split("&&"):
+            words = part.split()
+            while words and "=" in words[0] and not words[0].startswith("torchrl-awr"):
+                words = words[1:]  # WANDB_MODE=offline
+            if words and words[0] == "torchrl-awr":
+                commands.append([w.replace("<run>", "run") for w in words])
+    return commands
+
+
+def test_readme_commands_are_the_commands_and_their_settings_exist():
+    """Each README command names a subcommand of ``torchrl-awr``, and each training command's
+    settings compose into its config (a renamed key or preset fails here)."""
+    commands = readme_commands()
+    assert len(commands) >= 25
+    assert {c[1] for c in commands} <= set(COMMANDS), {c[1] for c in commands} - set(COMMANDS)
+    for words in commands:
+        if words[1] in ("train", "train-offline"):
+            config = "offline" if words[1] == "train-offline" else "config"
+            with initialize_config_dir(str(builders.CONFIG_DIR), version_base="1.3"):
+                compose(config, overrides=words[2:])
+    assert ["torchrl-awr", "train"] in commands  # the quick start's
 
 
 def test_readme_shows_the_reports_table():

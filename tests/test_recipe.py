@@ -290,7 +290,7 @@ def not_a_directory(tmp_path: Path) -> Path:
 # Command lines that must fail with one message on stderr (run as real commands).
 BAD_COMMANDS = {
     "unknown task": (["task=nope"], r"Could not find 'task/nope'.*hopper.*lunarlander"),
-    "unknown key": (["foo=1"], r"Could not override 'foo'"),
+    "unknown key": (["foo=1"], r"error: Unknown setting foo: the recipe has no such key"),
     "unknown env": (["env.name=NoSuchEnv-v0"], r"error: Unknown gymnasium environment 'NoSuchEnv-v0'"),
     "bad env kwarg": (
         ["+env.kwargs.no_such_arg=1"],

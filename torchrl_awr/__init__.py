@@ -9,13 +9,19 @@ from torchrl_awr.models import (
     make_awr_critic,
     make_collection_policy,
 )
+from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore
+from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
 __all__ = [
     "ActionStdSchedule",
     "AWRLoss",
+    "AWRTrainer",
+    "AWRTrainerConfig",
     "GaussianSampler",
     "NonFiniteLossInputError",
     "ObservationNormalizer",
+    "ShuffledPassSampler",
+    "TrajectoryStore",
     "make_awr_actor",
     "make_awr_critic",
     "make_collection_policy",

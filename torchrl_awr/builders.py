@@ -6,8 +6,8 @@ Importable from any script (the recipes, the benchmarks, the tests, a user's own
     cfg = compose_config("task=hopper", "seed=3")
     trainer = make_trainer(cfg, run_dir, torch.device("cpu"))
 
-``compose_config`` reads the Hydra configs of ``recipes/config`` (in a source checkout), or any
-directory given as ``config_dir``.
+``compose_config`` reads the package's Hydra configs (``torchrl_awr/config``, shipped in the wheel),
+or any directory given as ``config_dir``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from torchrl_awr.store import ShuffledPassSampler
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, CollectorFailure
 from torchrl_awr.video import EpisodeVideo, check_video_packages, use_renderer
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "recipes" / "config"
+CONFIG_DIR = Path(__file__).resolve().parent / "config"  # package data: config.yaml, offline.yaml, task/
 COLLECTORS = ("single", "multi_sync", "multi_async", "ray")
 STORAGES = ("memory", "memmap")
 OPTIMIZERS = ("sgd", "adam")
@@ -62,7 +62,7 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
 
 
-# Every key of the recipe's config (recipes/config/*.yaml) and its rule: a tuple of choices, or a
+# Every key of the recipe's config (torchrl_awr/config/*.yaml) and its rule: a tuple of choices, or a
 # rule of :mod:`torchrl_awr.settings` (a type, a range or both). A key whose range the library's
 # objects check (AWRTrainerConfig: TRAINER_KEYS, AWRLoss: LOSS_KEYS, ActionStdSchedule:
 # STD_SCHEDULE_KEYS) has its type here. A key neither here nor in the config files is refused,
@@ -248,7 +248,7 @@ def unknown_key_error(given: list[str]) -> ValueError:
     hint = f" Did you mean {close[0]}?" if close else ""
     return ValueError(
         f"Unknown setting{'s' * (len(given) > 1)} {', '.join(given)}: the recipe has no such key "
-        f"(recipes/config/config.yaml lists them; only env.kwargs takes new keys: +env.kwargs.<name>=...).{hint}"
+        f"(torchrl_awr/config/config.yaml lists them; only env.kwargs takes new keys: +env.kwargs.<name>=...).{hint}"
     )
 
 
@@ -436,7 +436,7 @@ def compose_config(*overrides: str, config_dir: str | Path = CONFIG_DIR) -> Dict
     the command line (benchmarks, tests, users' own)."""
     if not Path(config_dir, "config.yaml").is_file():
         raise FileNotFoundError(
-            f"No recipe config at {config_dir}; pass config_dir= (the recipes/config folder of a torchrl-awr checkout)."
+            f"No recipe config at {config_dir}; pass config_dir= (a folder with config.yaml and task/, as torchrl_awr/config)."
         )
     with initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3"):
         return compose("config", overrides=list(overrides))

@@ -141,9 +141,9 @@ def from_buffer(run_path: str | Path) -> tuple:
     return cfg, data, {"from": "buffer", "checkpoint": str(checkpoint), "frames": frames}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # its INFO lines (storage shapes) are not the user's
-    parser = CommandParser(prog="python -m torchrl_awr.datasets", description="Make a dataset for offline AWR.")
+    parser = CommandParser(prog=prog or "python -m torchrl_awr.datasets", description="Make a dataset for offline AWR.")
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("make", help="write a dataset from a policy, random actions or a replay buffer")
     make.add_argument("--from", dest="source", choices=("policy", "random", "buffer"), required=True)

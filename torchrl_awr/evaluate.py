@@ -92,9 +92,9 @@ def summary(result: dict) -> str:
     return f"{line}\nvideo {result['video']}" if "video" in result else line
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = CommandParser(
-        prog="python -m torchrl_awr.evaluate",
+        prog=prog or "python -m torchrl_awr.evaluate",
         description="Re-evaluate a trained run's policy with the run's saved config.",
     )
     parser.add_argument("run", type=Path, help="the run directory, or its checkpoint file")

@@ -150,9 +150,9 @@ def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
     return metadata
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = CommandParser(
-        prog="python -m torchrl_awr.export",
+        prog=prog or "python -m torchrl_awr.export",
         description="Export a trained run's deterministic policy (observation -> action) as ONNX or torch.export.",
     )
     parser.add_argument("run", type=Path, help="the run directory, or its checkpoint file")

@@ -115,9 +115,7 @@ def load_dataset(path: str | Path, *, observation_dim: int | None = None, action
     present, every value finite, episodes that end, and (if given) the task's shapes."""
     path = Path(path)
     if not (path / META_FILE).is_file() or not (path / DATA_FILE).is_dir():
-        raise DatasetError(
-            f"No dataset at {path}: it needs {META_FILE} and {DATA_FILE}/ (python -m torchrl_awr.datasets make)."
-        )
+        raise DatasetError(f"No dataset at {path}: it needs {META_FILE} and {DATA_FILE}/ (torchrl-awr dataset make).")
     meta = json.loads((path / META_FILE).read_text())
     try:  # tensors and JSON only: a pickled object (which could run code on loading) is refused
         data = TensorDict.load_memmap(path / DATA_FILE, allow_pickle=False)
@@ -269,7 +267,7 @@ def check_transitions(data: TensorDictBase, path: Path) -> None:
         if data.get(key).dtype != torch.float32:
             raise DatasetError(
                 f"{path}: its {key!r} entries are {data.get(key).dtype}; a dataset holds float32 observations, "
-                "actions and rewards (python -m torchrl_awr.datasets writes them so; convert with .float())."
+                "actions and rewards (torchrl-awr dataset make writes them so; convert with .float())."
             )
     for key in numbers:
         bad = ~torch.isfinite(data.get(key)).reshape(data.shape[0], -1).all(-1)

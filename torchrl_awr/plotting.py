@@ -96,9 +96,9 @@ def plot_history(
     return plot_curves(curves, path, title=title, xlabel=xlabel) if curves else None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("run_dir", help="a run directory written by recipes/mujoco_awr.py")
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog or "python -m torchrl_awr.plotting", description=__doc__)
+    parser.add_argument("run_dir", help="a run directory written by torchrl-awr train")
     args = parser.parse_args(argv)
     path = plot_run(args.run_dir)
     if path is None:

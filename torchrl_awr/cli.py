@@ -1,0 +1,86 @@
+"""``torchrl-awr``: the package's one command (installed with it; ``python -m torchrl_awr`` too).
+
+    torchrl-awr train task=hopper seed=3                 # Hydra overrides, -m for a multirun, --help
+    torchrl-awr train-offline task=hopper dataset=data/hopper-medium
+    torchrl-awr evaluate outputs/hopper/<run> --json
+    torchrl-awr export outputs/hopper/<run>
+    torchrl-awr dataset make --from policy outputs/hopper/<run> --out data/hopper-medium
+    torchrl-awr plot outputs/hopper/<run>
+
+Each subcommand is a module's command (``train``: :mod:`torchrl_awr.train`, the same as
+``recipes/mujoco_awr.py``; the others: ``python -m torchrl_awr.evaluate|export|datasets|plotting``)
+with the same arguments and exit codes: 0 done, 2 bad input (one ``error:`` line), 130 stopped,
+3 a failed collector (training). Only the chosen subcommand's module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from torchrl_awr.runs import exit_bad_input
+
+PROG = "torchrl-awr"
+
+# subcommand -> (module, its main, what it does)
+COMMANDS = {
+    "train": ("torchrl_awr.train", "main", "train a policy: Hydra overrides (task=hopper seed=3 ...), -m, --help"),
+    "train-offline": (
+        "torchrl_awr.train",
+        "offline_main",
+        "train from a dataset (dataset=<directory or Minari id>), config offline.yaml",
+    ),
+    "evaluate": ("torchrl_awr.evaluate", "main", "re-evaluate a run's policy (RUN [--episodes N] [--json] ...)"),
+    "export": ("torchrl_awr.export", "main", "export a run's policy as ONNX or torch.export (RUN [--format])"),
+    "dataset": ("torchrl_awr.datasets", "main", "make a dataset for offline training (make --from ...)"),
+    "plot": ("torchrl_awr.plotting", "main", "plot a run's learning curves (RUN)"),
+}
+HYDRA_COMMANDS = ("train", "train-offline")
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: {PROG} <command> [arguments]",
+        "",
+        "Advantage-Weighted Regression for TorchRL. Commands:",
+        *(f"  {name:<{width}}  {about}" for name, (_, _, about) in COMMANDS.items()),
+        "",
+        f"{PROG} <command> --help lists what a command takes.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the subcommand ``argv[0]`` (default: ``sys.argv[1:]``) with the rest of ``argv``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv and argv[0] == "--version":
+        from torchrl_awr import __version__
+
+        print(f"{PROG} {__version__}")
+        return
+    if not argv:
+        exit_bad_input(f"give a command: {', '.join(COMMANDS)} ({PROG} --help says what each does).")
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        exit_bad_input(f"unknown command {name!r}: choose from {', '.join(COMMANDS)} ({PROG} --help).")
+    module, function, _ = COMMANDS[name]
+    command = getattr(importlib.import_module(module), function)
+    prog = f"{PROG} {name}"
+    if name not in HYDRA_COMMANDS:
+        command(rest, prog=prog)
+        return
+    saved = sys.argv  # Hydra reads its command line from sys.argv
+    sys.argv = [prog, *rest]
+    try:
+        command()
+    finally:
+        sys.argv = saved
+
+
+if __name__ == "__main__":
+    main()

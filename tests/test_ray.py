@@ -163,6 +163,24 @@ def test_a_killed_worker_stops_the_run_and_its_checkpoint_resumes_on_ray(tmp_pat
     assert [step for step, _ in read_csv(run_dir, "frames")][-3:] == [frames, frames + 256, frames + 512]
 
 
+def test_an_environment_that_hangs_in_a_ray_worker_stops_the_run_with_exit_3(tmp_path):
+    """The watchdog bounds Ray's waits too: an environment that never returns from a step in a
+    remote collector (a user's task, named ``module:EnvId`` so that each worker imports it)."""
+    command = recipe_command(
+        *RAY,
+        *LOCAL_RAY,
+        "env.name=hanging_env:HangingPendulum-v0",
+        "collector.watchdog_s=3",
+        "collector.total_frames=1_000_000",
+        f"output_dir={tmp_path / 'run'}",
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "HANG_AT_STEP": "300", "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 3, result.stderr[-3000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "no answer from the collector within 3 s" in error[0], result.stderr[-3000:]
+
+
 def test_an_unreachable_address_fails_within_seconds(tmp_path):
     tic = time.monotonic()
     result = run_command(tmp_path, *RAY, "collector.ray.address=127.0.0.1:1", f"output_dir={tmp_path / 'run'}")

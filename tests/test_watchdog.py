@@ -98,9 +98,9 @@ def test_an_environment_that_hangs_stops_the_run_with_exit_3(collector, tmp_path
 
 
 def test_a_killed_async_worker_stops_the_run_with_exit_3(tmp_path):
-    """kill -9 of a ``multi_async`` worker, at several moments of the run (it once hung TorchRL's
+    """kill -9 of a ``multi_async`` worker, at three moments of the run (it once hung TorchRL's
     weight sync 5 times in 9): exit 3 within seconds each time."""
-    for trial, delay in enumerate([0.0, 0.4, 1.1, 2.3]):
+    for trial, delay in enumerate([0.0, 0.7, 1.9]):
         process = start(tmp_path / f"run{trial}", "collector.type=multi_async", "collector.num_workers=2")
         assert process.stdout.readline().startswith("AWR on")  # the start screen: the workers are up
         time.sleep(delay)
@@ -148,9 +148,9 @@ def test_sigterm_while_the_environment_hangs_stops_the_run(tmp_path):
     assert "Interrupted: checkpoint saved" in stderr and "Traceback" not in stderr, stderr[-3000:]
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
-    process = start(tmp_path / "run2", "collector.type=single", "checkpoint.interval=1", "train.actor_steps=4000")
+    process = start(tmp_path / "run2", "collector.type=single", "checkpoint.interval=1", "train.actor_steps=50000")
     assert process.stdout.readline().startswith("AWR on")
-    time.sleep(2)  # in the first iteration's updates
+    time.sleep(2)  # in the first iteration's updates (tens of seconds of them)
     for _ in range(3):  # the first asks to stop, the second stops at once, the third changes nothing
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)

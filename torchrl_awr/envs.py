@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import sys
 
@@ -22,12 +23,23 @@ ENV_KWARG_RULES = {"frame_skip": "int >= 1", "reset_noise_scale": ">= 0"}
 
 
 def check_env_name(env_name: str) -> gym.envs.registration.EnvSpec:
-    """The gymnasium spec of ``env_name``, or a ValueError naming close, valid ids."""
-    if env_name not in gym.registry:
-        close = difflib.get_close_matches(env_name, list(gym.registry), n=5, cutoff=0.5)
+    """The gymnasium spec of ``env_name``, or a ValueError naming close, valid ids.
+
+    A user's own task is named as gymnasium names it, ``module:EnvId-v0``: the module, imported
+    here and by ``gym.make`` in every worker process, registers it."""
+    module, _, env_id = env_name.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(
+                f"{env_name!r}: the module {module!r}, which should register {env_id}, cannot be imported ({err})."
+            ) from None
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown gymnasium environment {env_name!r}.{hint}")
-    spec = gym.spec(env_name)
+    spec = gym.spec(env_id)
     entry = str(spec.entry_point)
     if "mujoco" in entry and importlib.util.find_spec("mujoco") is None:
         raise ImportError(f"{env_name} needs MuJoCo, which is not installed: pip install 'gymnasium[mujoco]'.")

@@ -44,6 +44,8 @@ from torchrl_awr.updates import UpdateStep
 from torchrl_awr.video import EpisodeVideo
 from torchrl_awr.watchdog import CollectorStalled, CollectorWatchdog
 
+LOST_COLLECTOR_SHUTDOWN_S = 3.0  # a failed collector's workers get this long to close before they are ended
+
 
 @dataclass
 class AWRTrainerConfig:
@@ -216,6 +218,7 @@ class AWRTrainer:
         self.last_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self._saved_frames: int | None = None  # the sample count of the last checkpoint written or loaded
+        self._collector_lost = False  # a worker died or hung: its shutdown is not waited for long
         keys = loss_module.tensor_keys
         self._critic_step = UpdateStep(
             loss_module,
@@ -355,7 +358,9 @@ class AWRTrainer:
             yield
         except (Exception, CollectorStalled) as err:
             cause = next((line for line in str(err).splitlines() if line.strip()), "")
-            if not isinstance(err, CollectorStalled):
+            if self._watchdog.reason is not None:  # the watchdog ended the wait, whatever it raised
+                cause = self._watchdog.reason
+            elif not isinstance(err, CollectorStalled):
                 cause = f"{type(err).__name__}: {cause}"
             if self._saved_frames is None:
                 where = "no checkpoint was saved yet"
@@ -364,6 +369,7 @@ class AWRTrainer:
                     f"the checkpoint of {self._saved_frames} samples is intact: continue with "
                     f"resume={self.checkpoint_path}"
                 )
+            self._collector_lost = True
             raise CollectorFailure(f"The collector failed after {self.frames} samples ({cause}); {where}.") from err
 
     def _train_returns(self, batch: TensorDictBase) -> dict[str, float]:
@@ -463,7 +469,7 @@ class AWRTrainer:
         """Stops the collector's workers, closes the video's environment and finishes the
         logger's run (a W&B run is marked finished, a TensorBoard file flushed)."""
         if self.collector is not None:
-            self.collector.shutdown()
+            self.collector.shutdown(timeout=LOST_COLLECTOR_SHUTDOWN_S if self._collector_lost else None)
         if self.video is not None:
             self.video.close()
         if self.logger is not None:

@@ -5,19 +5,23 @@ weight sync waits for every worker's acknowledgement), and nothing bounds an env
 hangs. :class:`CollectorWatchdog` bounds each wait of the trainer on its collector (a batch, a
 weight sync): a thread watches the clock and the collector's worker processes, and when a wait
 runs past its limit or a worker is gone it signals the main thread, whose handler raises
-:class:`CollectorStalled` inside the blocked call.
+:class:`CollectorStalled` inside the blocked call. A call that holds the main thread in native
+code, deaf to signals (Ray's ``ray.wait``), is ended by ending the collector's workers (processes
+killed, Ray actors killed), which makes it return with an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 ALARM = signal.SIGALRM
 RESEND_S = 2.0  # the alarm is sent again while the main thread has not left the wait
+ESCALATE_S = 5.0  # after this long deaf to the alarm, the collector's workers are ended
 
 
 class CollectorStalled(BaseException):
@@ -43,12 +47,18 @@ class CollectorWatchdog:
         self.poll = poll
         self.slowest = 0.0  # seconds, of the batches after the first
         self._batches = 0
+        self._collector = collector
         self._procs = list(getattr(collector, "procs", None) or [])
         self._armed = False
         self._reason: str | None = None
         self._what = ""
         self._limit = 0.0
         self._done = threading.Event()
+
+    @property
+    def reason(self) -> str | None:
+        """Why the last wait was ended, if it was."""
+        return self._reason
 
     def limit(self) -> float:
         """The longest the next wait may last, in seconds."""
@@ -93,6 +103,7 @@ class CollectorWatchdog:
     def _watch(self, main_thread: int, tic: float) -> None:
         """Runs beside one wait: trips it when a worker is gone or its time is up, and sends the
         alarm again until the main thread has left the wait."""
+        tripped = None
         while not self._done.wait(self.poll):
             if self._reason is None:
                 dead = self._dead_worker()
@@ -102,8 +113,23 @@ class CollectorWatchdog:
                     self._reason = f"no answer from the collector within {self._limit:.0f} s, waiting for {self._what}"
                 else:
                     continue
+                tripped = time.monotonic()
             signal.pthread_kill(main_thread, ALARM)
+            if time.monotonic() - tripped > ESCALATE_S:
+                self._end_workers()
             self._done.wait(RESEND_S)
+
+    def _end_workers(self) -> None:
+        """Kills the collector's worker processes and Ray actors, so that a wait in native code
+        returns (with an error)."""
+        for proc in self._procs:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        ray = sys.modules.get("ray")
+        for actor in getattr(self._collector, "remote_collectors", None) or []:
+            if ray is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
 
     def _on_alarm(self, signum, frame) -> None:
         if self._armed and self._reason is not None:

@@ -3,6 +3,7 @@ or as a command (``recipes/mujoco_awr.py``, the script that runs it in a checkou
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import importlib.util
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import DictConfig
 from torchrl.envs import RewardSum, TransformedEnv
@@ -152,3 +154,33 @@ def breaking_env():
     """Two InvertedPendulum copies that break on their 20th step (a collector worker's env: a
     module-level function, so that worker processes can import it)."""
     return TransformedEnv(_BreakingEnv("InvertedPendulum-v5", 2), RewardSum())
+
+
+def the_error_line(stderr: str) -> str:
+    """The single ``error:`` line a failed command printed (and no traceback)."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The ``error:`` line of a command refused as bad input (exit code 2)."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    return the_error_line(result.stderr)
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str):
+    """A tmpfs of ``size`` (e.g. ``3m``) mounted at ``directory`` (needs root and mount); the test
+    is skipped with the reason elsewhere."""
+    directory.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True
+    )
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)

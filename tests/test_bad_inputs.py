@@ -22,7 +22,7 @@ from torchrl_awr import builders
 from torchrl_awr.cli_errors import config_errors_exit_2
 from torchrl_awr.offline_data import DATA_FILE, META_FILE
 
-from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, recipe_command
+from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, one_error_line, recipe_command
 
 # The recipe's command line: overrides -> what its one error line must say. DATA stands for the
 # case's own temporary directory.
@@ -162,11 +162,8 @@ def results(tmp_path_factory):
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    assert re.search(message, lines[0]), lines[0]
+    line = one_error_line(result)
+    assert re.search(message, line), line
 
 
 @pytest.mark.parametrize("case", [*RECIPE_CASES, *HYDRA_CASES, *MODULE_CASES])

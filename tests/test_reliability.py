@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,20 +21,11 @@ from torchrl_awr.envs import make_env
 from torchrl_awr.rundir import RunDirectoryError, RunLock, truncate_logs
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, CollectorFailure
 
-from recipe_helpers import SMALL, breaking_env, compose_config, read_csv, run_command, run_recipe
+from recipe_helpers import SMALL, breaking_env, compose_config, one_error_line, read_csv, run_command, run_recipe, tmpfs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
 ANT = [*(o for o in SMALL if not o.startswith("task=")), "task=ant"]
-
-
-def one_error_line(result) -> str:
-    """The single ``error:`` line a failed command printed (and no traceback)."""
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    return lines[0]
 
 
 # ---------------------------------------------------------------- resume
@@ -194,14 +184,9 @@ def test_two_live_runs_cannot_share_a_directory(tmp_path):
 # ---------------------------------------------------------------- full disks
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MiB tmpfs (needs root and mount); skipped with the reason elsewhere."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A 3 MiB tmpfs."""
+    with tmpfs(tmp_path / "disk", "3m") as mount:
+        yield mount
 
 
 def test_a_full_disk_refuses_the_save_and_keeps_the_previous_checkpoint(small_disk, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 
 from torchrl_awr.checkpoint import load_checkpoint
 
-from recipe_helpers import read_csv, run_command
+from recipe_helpers import one_error_line, read_csv, run_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -35,14 +35,6 @@ def snapshot(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    return lines[0]
 
 
 @pytest.mark.parametrize("where", ["a folder", "the current directory"])

@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl_awr.checkpoint import PAIR_FILE, CheckpointError, buffer_dir, load_checkpoint, save_checkpoint
 from torchrl_awr.datasets import main as datasets_main
 
-from recipe_helpers import OFFLINE_RECIPE, SMALL, run_command, run_module
+from recipe_helpers import OFFLINE_RECIPE, SMALL, one_error_line, run_command, run_module, tmpfs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -67,14 +66,11 @@ def marker(tmp_path):
     return tmp_path / "payload-ran"
 
 
-def one_error_line(result, names: Path | str) -> str:
-    """The single ``error:`` line of a refused command (exit 2, no traceback), naming ``names``."""
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-3000:]
-    assert str(names) in lines[0], lines[0]
-    return lines[0]
+def error_naming(result, names: Path | str) -> str:
+    """The ``error:`` line of a refused command, naming ``names``."""
+    line = one_error_line(result)
+    assert str(names) in line, line
+    return line
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -105,7 +101,7 @@ def test_a_crafted_checkpoint_runs_no_code_in_any_command(command, run_dir, mark
     state["counters"]["note"] = Payload(marker)
     torch.save(state, checkpoint)
     before = snapshot(run_dir)
-    line = one_error_line(COMMANDS[command](run_dir, tmp_path), checkpoint)
+    line = error_naming(COMMANDS[command](run_dir, tmp_path), checkpoint)
     assert "does not hold only tensors and plain values" in line
     assert not marker.exists()
     assert snapshot(run_dir) == before
@@ -179,7 +175,7 @@ def test_a_crafted_buffer_dump_runs_no_code(craft, command, run_dir, marker, tmp
     dump = buffer_dir(run_dir / "checkpoint.pt")
     crafted = CRAFTS[craft](dump, marker)
     before = snapshot(run_dir)
-    one_error_line(BUFFER_COMMANDS[command](run_dir, tmp_path), crafted.relative_to(dump))
+    error_naming(BUFFER_COMMANDS[command](run_dir, tmp_path), crafted.relative_to(dump))
     assert not marker.exists()
     assert snapshot(run_dir) == before
 
@@ -193,7 +189,7 @@ def test_a_crafted_dataset_runs_no_code(made, marker, tmp_path):
     result = run_command(
         tmp_path, f"dataset={data}", "offline.iterations=1", *small, small=False, script=OFFLINE_RECIPE
     )
-    assert "a pickled object is refused" in one_error_line(result, data / "data")
+    assert "a pickled object is refused" in error_naming(result, data / "data")
     assert not marker.exists()
 
 
@@ -216,21 +212,16 @@ def test_a_buffer_dump_from_another_save_is_refused_on_resume(made, tmp_path):
         result = run_command(
             tmp_path, f"resume={run / 'checkpoint.pt'}", "resume_buffer=true", "collector.total_frames=1536"
         )
-        assert "does not belong to the checkpoint" in one_error_line(result, buffer_dir(run / "checkpoint.pt"))
+        assert "does not belong to the checkpoint" in error_naming(result, buffer_dir(run / "checkpoint.pt"))
         assert snapshot(run) == before
 
 
 # ---------------------------------------------------------------- full disks
 @pytest.fixture
 def disk(tmp_path):
-    """A 72 MiB tmpfs (needs root and mount); skipped with the reason elsewhere."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=72m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A 72 MiB tmpfs."""
+    with tmpfs(tmp_path / "disk", "72m") as mount:
+        yield mount
 
 
 def fill(path: Path, leave: int) -> None:
@@ -252,7 +243,7 @@ def test_a_save_that_cannot_fit_its_buffer_is_refused_before_writing(made, disk,
     fill(run / "checkpoint.pt.buffer.tmp" / "observation.memmap", leave=0)
     saved = {name: data for name, data in snapshot(run).items() if not name.startswith("checkpoint.pt.buffer.tmp")}
     result = run_command(tmp_path, f"resume={run / 'checkpoint.pt'}", "buffer.size=560000", MORE)
-    line = one_error_line(result, run / "checkpoint.pt")
+    line = error_naming(result, run / "checkpoint.pt")
     assert re.search(r"Not enough free space to save .* MiB needed \(checkpoint and replay buffer", line), line
     after = snapshot(run)
     assert {name: after[name] for name in saved if name.startswith("checkpoint.pt")} == {
@@ -263,14 +254,14 @@ def test_a_save_that_cannot_fit_its_buffer_is_refused_before_writing(made, disk,
     fill(disk / "other.bin", leave=64 * 2**10)
     before = snapshot(run)
     result = run_command(tmp_path, f"resume={run / 'checkpoint.pt'}", "checkpoint.save_buffer=true", MORE)
-    line = one_error_line(result, run / "checkpoint.pt")  # at start-up: the next save could not fit
+    line = error_naming(result, run / "checkpoint.pt")  # at start-up: the next save could not fit
     assert re.search(r"Not enough free space to save .* \(checkpoint and replay buffer plus a margin\)", line), line
     assert snapshot(run) == before
 
     elsewhere = shutil.copytree(run, tmp_path / "elsewhere")  # the run on a large disk, its scratch on the full one
     memmap = ("buffer.storage=memmap", f"buffer.scratch_dir={disk / 'scratch'}", "resume_buffer=true")
     result = run_command(tmp_path, f"resume={elsewhere / 'checkpoint.pt'}", *memmap, MORE)
-    line = one_error_line(result, buffer_dir(elsewhere / "checkpoint.pt"))
+    line = error_naming(result, buffer_dir(elsewhere / "checkpoint.pt"))
     assert re.search(r"into its memory-mapped storage needs about .* MiB at .* MiB are free", line), line
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from torchrl_awr.watchdog import CollectorStalled, CollectorWatchdog
 
-from recipe_helpers import SMALL, recipe_command
+from recipe_helpers import SMALL, recipe_command, the_error_line
 
 HANGING_RECIPE = Path(__file__).with_name("hanging_env.py")
 ENDLESS = [o for o in SMALL if not o.startswith("collector.total_frames")] + ["collector.total_frames=10_000_000"]
@@ -70,13 +70,6 @@ def finish(process: subprocess.Popen, timeout: float = 90) -> tuple[int, str, fl
     return process.returncode, stdout + stderr, time.monotonic() - tic
 
 
-def the_error(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, stderr[-3000:]
-    return lines[0]
-
-
 @pytest.mark.parametrize("collector", ["single", "multi_sync", "multi_async"])
 def test_an_environment_that_hangs_stops_the_run_with_exit_3(collector, tmp_path):
     """An environment that never returns from a step (in the trainer's process or a worker):
@@ -92,7 +85,7 @@ def test_an_environment_that_hangs_stops_the_run_with_exit_3(collector, tmp_path
     )
     code, stderr, _ = finish(process)
     assert code == 3, stderr[-3000:]
-    error = the_error(stderr)
+    error = the_error_line(stderr)
     assert "no answer from the collector within 3 s, waiting for a batch" in error
     assert f"resume={tmp_path / 'run' / 'checkpoint.pt'}" in error
 
@@ -108,7 +101,7 @@ def test_a_killed_async_worker_stops_the_run_with_exit_3(tmp_path):
         os.kill(int(workers.stdout.split()[0]), signal.SIGKILL)
         code, stderr, seconds = finish(process)
         assert code == 3, stderr[-3000:]
-        assert "The collector failed after" in the_error(stderr)
+        assert "The collector failed after" in the_error_line(stderr)
         assert seconds < 30, f"trial {trial}: {seconds:.0f} s"
 
 
@@ -124,7 +117,7 @@ def test_a_worker_that_dies_while_starting_is_exit_3(tmp_path):
     )
     code, stderr, _ = finish(process, timeout=120)
     assert code == 3, stderr[-3000:]
-    assert "The collector's worker processes did not start" in the_error(stderr)
+    assert "The collector's worker processes did not start" in the_error_line(stderr)
     assert not (tmp_path / "run").exists()
 
 

@@ -13,25 +13,14 @@ import venv
 import zipfile
 from pathlib import Path
 
-from recipe_helpers import ROOT
+from recipe_helpers import ROOT, SMALL
 
+# InvertedPendulum, two iterations: the recipe's small settings, shorter.
 TINY = [
     "task=inverted_pendulum",
-    "device=cpu",
-    "collector.type=single",
+    *(o for o in SMALL if o.split("=")[0] not in ("task", "collector.total_frames", "buffer.size")),
     "collector.total_frames=512",
-    "collector.frames_per_batch=256",
-    "env.num_envs=4",
     "buffer.size=1024",
-    "train.critic_steps=2",
-    "train.actor_steps=4",
-    "train.batch_size=64",
-    "eval.episodes=2",
-    "eval.num_envs=2",
-    "eval.interval=2",
-    "checkpoint.interval=2",
-    "train.compile=false",
-    "progress=false",
 ]
 
 

@@ -131,3 +131,11 @@ def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
     events = EventAccumulator(str(run_dir / "logs"))
     events.Reload()
     assert [event.step for event in events.Scalars("frames")] == [256, 512, 768, 1024]
+
+
+def test_the_progress_bar_shows_no_nan_training_return(tmp_path):
+    """HalfCheetah's episodes last 1000 steps, so most batches finish none: the bar shows the
+    newest finished episodes' return, or ``-`` before the first, never ``nan`` (issue 41)."""
+    result = run_command(tmp_path, "task=halfcheetah", "progress=true", f"output_dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train=-" in result.stderr and "train=nan" not in result.stderr, result.stderr[-3000:]

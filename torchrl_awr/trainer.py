@@ -407,6 +407,7 @@ class AWRTrainer:
             self._send_weights()  # the first batch comes from these weights
             collector_iter = iter(self.collector)
         self.interrupted = False
+        last_train = None
         tick = time.perf_counter()
         with _StopRequest() as stop:
             try:
@@ -450,11 +451,14 @@ class AWRTrainer:
                             self.save(self.checkpoint_path)
                     metrics.update(timer.times)
                     self._log(metrics)
+                    # the newest finished episodes' return (none finish in most batches of a
+                    # task with 1000-step episodes)
+                    last_train = metrics.get("train/return_mean", last_train)
                     bar.update(self.progress() - progress_before)
                     bar.set_postfix(
                         iter=self.iteration,
                         eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
-                        train=f"{metrics.get('train/return_mean', float('nan')):.1f}",
+                        train=f"{last_train:.1f}" if last_train is not None else "-",
                     )
                 if stop.requested:
                     self.interrupted = True

@@ -4,7 +4,7 @@
     python benchmarks/episode_ends.py runs/fresh/ant/seed20 --stochastic --env-kwargs '{"healthy_z_range": [0.2, 100]}'
 
 For each run (its directory or checkpoint), ``--episodes`` episodes of its deterministic policy
-(``--stochastic``: the one that collects its data) as ``python -m torchrl_awr.evaluate`` runs
+(``--stochastic``: the one that collects its data) as ``torchrl-awr evaluate`` runs
 them (the run's settings, a fresh env seed), on environments that keep the task's ``info``;
 ``--env-kwargs`` (JSON) changes the run's ``gym.make`` kwargs, e.g. to ask what the same policy
 earns without a termination condition. One row per run: the mean return and length, how
@@ -26,11 +26,11 @@ import json
 import torch
 from torchrl.envs.utils import ExplorationType
 
-from torchrl_awr.builders import env_kwargs
 from torchrl_awr.envs import make_env, max_episode_steps
-from torchrl_awr.evaluate import FRESH_SEED_OFFSET
 from torchrl_awr.evaluation import Evaluator
-from torchrl_awr.runs import load_run
+from torchrl_awr.recipe.compose import env_kwargs
+from torchrl_awr.recipe.factories import SEED_OFFSETS
+from torchrl_awr.recipe.trained import load_run
 
 
 def gym_task(env):
@@ -62,7 +62,11 @@ def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwa
     if kwargs.get("exclude_current_positions_from_observation") is False:
         raise ValueError(f"{path}: its observation starts with the x position, not the torso's height.")
     env = make_env(
-        run.cfg.env.name, num_envs=episodes, seed=run.cfg.seed + FRESH_SEED_OFFSET, env_kwargs=kwargs, keep_info=True
+        run.cfg.env.name,
+        num_envs=episodes,
+        seed=run.cfg.seed + SEED_OFFSETS["reevaluation"],
+        env_kwargs=kwargs,
+        keep_info=True,
     )
     try:
         terms = tuple(sorted(key for key in env.observation_spec.keys() if key.startswith("reward_")))
@@ -77,7 +81,7 @@ def episode_ends(path: str, episodes: int, stochastic: bool = False, changed_kwa
             final_keys=("observation",),
         )
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run.cfg.seed + FRESH_SEED_OFFSET)  # the same stochastic actions each time
+            torch.manual_seed(run.cfg.seed + SEED_OFFSETS["reevaluation"])  # the same stochastic actions each time
             result = evaluator.episodes()
         z_range = healthy_z_range(env)
         planar = is_planar(env)

@@ -44,14 +44,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-from torchrl.envs.utils import ExplorationType
-
-from torchrl_awr.builders import compose_config, env_maker, make_trainer
 from torchrl_awr.checkpoint import load_checkpoint
-from torchrl_awr.envs import max_episode_steps
-from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
+from torchrl_awr.recipe.reevaluate import evaluate_run
+from torchrl_awr.recipe.rundir import CHECKPOINT_NAME
+from torchrl_awr.recipe.trained import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +112,7 @@ def run_dir(root: Path, task: str, seed: int) -> Path:
 
 def checkpoint_frames(directory: Path) -> int:
     """Samples reached by the run's last checkpoint (0 if it has none)."""
-    path = directory / "checkpoint.pt"
+    path = directory / CHECKPOINT_NAME
     if not path.is_file():
         return 0
     return load_checkpoint(path)["counters"]["frames"]
@@ -145,7 +142,7 @@ def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) 
         return f"{task} seed {seed}: already at {done} samples"
     command = [sys.executable, str(ROOT / "recipes" / "mujoco_awr.py")]
     if done:
-        command += [f"resume={directory / 'checkpoint.pt'}", "resume_buffer=true"]
+        command += [f"resume={directory / CHECKPOINT_NAME}", "resume_buffer=true"]
     elif directory.exists():  # killed before its first checkpoint: nothing to continue
         shutil.rmtree(directory)
     command += [
@@ -315,13 +312,11 @@ EXPORTED = (
 )
 
 
-def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, overrides: list[str] = ()) -> str:
-    """Each run's last checkpoint evaluated with the deterministic and the stochastic policy:
-    mean return, mean episode length, and how many deterministic episodes reached the time limit.
-
-    The models are rebuilt from the recipe's config for ``task``/``seed`` plus ``overrides``
-    (pass the ones the runs were launched with). Episodes run on a fresh environment seed.
-    """
+def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int) -> str:
+    """Each run's last checkpoint evaluated with the deterministic and the stochastic policy
+    (``torchrl-awr evaluate``'s :func:`evaluate_run`, all episodes at once on a fresh environment
+    seed): mean return, mean episode length, and how many deterministic episodes reached the time
+    limit. The models are rebuilt from each run's saved config."""
     rows = [
         "| task | seed | samples | deterministic return | stochastic return | "
         "deterministic episode length | stochastic episode length | "
@@ -330,41 +325,18 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int, over
     ]
     for task in tasks:
         for seed in seeds:
-            checkpoint = run_dir(root, task, seed) / "checkpoint.pt"
-            if not checkpoint.is_file():
+            if not (run_dir(root, task, seed) / CHECKPOINT_NAME).is_file():
                 continue
-            cfg = compose_config(
-                f"task={task}",
-                f"seed={seed}",
-                "logger.backend=none",
-                "progress=false",
-                "eval.interval=0",
-                "checkpoint.interval=0",
-                "train.compile=false",
-                *overrides,
+            run = load_run(run_dir(root, task, seed))
+            deterministic, stochastic = (
+                evaluate_run(run, episodes=episodes, stochastic=mode, num_envs=episodes) for mode in (False, True)
             )
-            trainer = make_trainer(cfg, checkpoint.parent, torch.device("cpu"))
-            trainer.load(checkpoint)
-            trainer.collector.shutdown()
-            results = {}
-            for mode in (ExplorationType.DETERMINISTIC, ExplorationType.RANDOM):
-                env = env_maker(cfg)(num_envs=episodes, seed=seed + 20_000)
-                evaluator = Evaluator(
-                    env,
-                    trainer.loss_module.actor_network,
-                    num_episodes=episodes,
-                    max_episode_steps=max_episode_steps(cfg.env.name),
-                    exploration_type=mode,
-                )
-                results[mode] = evaluator()
-                env.close()
-            deterministic, stochastic = results[ExplorationType.DETERMINISTIC], results[ExplorationType.RANDOM]
             rows.append(
-                f"| {task} | {seed} | {trainer.frames} | {deterministic['eval/return_mean']:.0f} "
-                f"| {stochastic['eval/return_mean']:.0f} "
-                f"| {deterministic['eval/episode_length_mean']:.0f} "
-                f"| {stochastic['eval/episode_length_mean']:.0f} "
-                f"| {round(deterministic['eval/time_limit_fraction'] * episodes)} / {episodes} |"
+                f"| {task} | {seed} | {run.frames} | {deterministic['return_mean']:.0f} "
+                f"| {stochastic['return_mean']:.0f} "
+                f"| {deterministic['episode_length_mean']:.0f} "
+                f"| {stochastic['episode_length_mean']:.0f} "
+                f"| {round(deterministic['time_limit_fraction'] * episodes)} / {episodes} |"
             )
     return "\n".join(rows)
 
@@ -711,7 +683,7 @@ def main(argv=None) -> None:
     if args.command == "export":
         export(args.root, args.to, args.tasks, args.seeds)
     if args.command == "evaluate":
-        print(evaluate(args.root, args.tasks, args.seeds, args.episodes, args.override))
+        print(evaluate(args.root, args.tasks, args.seeds, args.episodes))
         return
     if args.command == "takeoff":
         print(takeoff(args.root, args.tasks, args.seeds, args.threshold, args.early))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from torchrl_awr.builders import compose_config, make_trainer
+from torchrl_awr.recipe.compose import compose_config
+from torchrl_awr.recipe.factories import make_trainer
 from torchrl_awr.trainer import PhaseTimer
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from torchrl_awr.offline_data import load_dataset
 from torchrl_awr.plotting import EVAL_RETURN, read_scalar
+from torchrl_awr.recipe.rundir import CHECKPOINT_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("random", "medium", "medium-replay", "expert")
@@ -57,7 +58,18 @@ def make_datasets(task: str, medium: Path, expert: Path, out: Path, random_episo
     for kind, args in sources.items():
         target = out / f"{task}-{kind}"
         if not (target / "dataset.json").is_file():
-            command = [sys.executable, "-m", "torchrl_awr.datasets", "make", *args, "--seed", "1", "--out", str(target)]
+            command = [
+                sys.executable,
+                "-m",
+                "torchrl_awr",
+                "dataset",
+                "make",
+                *args,
+                "--seed",
+                "1",
+                "--out",
+                str(target),
+            ]
             subprocess.run(command, check=True, cwd=ROOT)
 
 
@@ -90,12 +102,12 @@ def run_one(
     directory = root / data_dir.name / method
     if method in METHODS:
         out = directory / f"seed{seed}"
-        if (out / "checkpoint.pt").is_file() and read_scalar(out, EVAL_RETURN)[0][-1:] == [float(iterations)]:
+        if (out / CHECKPOINT_NAME).is_file() and read_scalar(out, EVAL_RETURN)[0][-1:] == [float(iterations)]:
             return f"{out}: done"
         settings = [f"dataset={data_dir.resolve()}", f"offline.iterations={iterations}", *EVAL, *METHODS[method]]
         command = recipe_command("offline_awr.py", meta["task"], seed, out, *settings, *overrides)
         if out.exists():
-            command.append(f"resume={(out / 'checkpoint.pt').resolve()}")
+            command.append(f"resume={(out / CHECKPOINT_NAME).resolve()}")
             command = [c for c in command if not c.startswith("output_dir=")]
     else:
         out = directory / f"seed{seed}.json"
@@ -121,7 +133,7 @@ def online_one(task: str, init: Path | None, seed: int, frames: int, root: Path,
     """An online run from an offline run's networks and dataset (``init``), or from scratch."""
     name = "from_offline" if init is not None else "scratch"
     out = root / task / name / f"seed{seed}"
-    if (out / "checkpoint.pt").is_file():
+    if (out / CHECKPOINT_NAME).is_file():
         return f"{out}: done"
     start = [] if init is None else [f"init_from={(init / f'seed{seed}').resolve()}", "init_dataset=true"]
     settings = [f"collector.total_frames={frames}", "eval.interval=10", *start]

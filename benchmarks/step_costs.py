@@ -21,8 +21,9 @@ import gymnasium as gym
 import torch
 from torchrl.envs import Compose, DoubleToFloat, GymWrapper, RewardSum, TransformedEnv
 
-from torchrl_awr.builders import compose_config, make_trainer
 from torchrl_awr.envs import make_env
+from torchrl_awr.recipe.compose import compose_config
+from torchrl_awr.recipe.factories import make_trainer
 from torchrl_awr.trainer import PhaseTimer
 from torchrl_awr.updates import UpdateStep
 

@@ -27,16 +27,11 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-from torchrl_awr.builders import (
-    compose_config,
-    env_kwargs,
-    env_maker,
-    envs_per_batch,
-    make_trainer,
-    resolve_device,
-)
 from torchrl_awr.envs import max_episode_steps
 from torchrl_awr.models import make_mlp
+from torchrl_awr.recipe.compose import compose_config, env_kwargs, envs_per_batch, resolve_device
+from torchrl_awr.recipe.factories import env_maker, make_trainer
+from torchrl_awr.recipe.rundir import CHECKPOINT_NAME
 from torchrl_awr.targets import VALUE_CHUNK_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +65,7 @@ def measure_trainer(cfg, iterations: int, run_dir: Path, warmup: int) -> dict:
     full_history = trainer.train()
     history = full_history[warmup:]
     tic = time.perf_counter()
-    trainer.save(run_dir / "checkpoint.pt")
+    trainer.save(run_dir / CHECKPOINT_NAME)
     checkpoint_time = time.perf_counter() - tic
     eval_time = 0.0
     if evaluator is not None:

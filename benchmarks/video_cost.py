@@ -18,8 +18,9 @@ import time
 
 import torch
 
-from torchrl_awr.builders import compose_config, make_video
 from torchrl_awr.envs import max_episode_steps
+from torchrl_awr.recipe.compose import compose_config
+from torchrl_awr.recipe.factories import make_video
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,8 @@ from torch import nn
 from torchrl.data import Bounded
 from torchrl.modules import ValueOperator
 
-from torchrl_awr import builders, make_awr_actor
+from torchrl_awr import make_awr_actor
+from torchrl_awr.recipe import factories
 
 from recipe_helpers import ProbedTrainer
 
@@ -36,7 +37,7 @@ def _seed():
 def probed(monkeypatch):
     """The recipe builds a :class:`ProbedTrainer`, which records each batch's policy gaps."""
     ProbedTrainer.gaps, ProbedTrainer.stale_gaps = [], []
-    monkeypatch.setattr(builders, "AWRTrainer", ProbedTrainer)
+    monkeypatch.setattr(factories, "AWRTrainer", ProbedTrainer)
     return ProbedTrainer
 
 

@@ -41,6 +41,6 @@ class HangingPendulum(InvertedPendulumEnv):
 gym.register("HangingPendulum-v0", entry_point=HangingPendulum, max_episode_steps=1000)
 
 if __name__ == "__main__":
-    from torchrl_awr.train import entry, hydra_main
+    from torchrl_awr.commands.train import entry, hydra_main
 
     hydra_main("config", entry)()

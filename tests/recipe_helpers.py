@@ -1,4 +1,4 @@
-"""Small-budget runs of the training command (:mod:`torchrl_awr.train`), in process (Hydra compose)
+"""Small-budget runs of training (:func:`torchrl_awr.recipe.training.train`), in process (Hydra compose)
 or as a command (``recipes/mujoco_awr.py``, the script that runs it in a checkout)."""
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import torch
 from omegaconf import DictConfig
 from torchrl.envs import RewardSum, TransformedEnv
 
-from torchrl_awr import builders
 from torchrl_awr.envs import GymnasiumBatchEnv
+from torchrl_awr.recipe import compose, factories
+from torchrl_awr.recipe.training import train
 from torchrl_awr.trainer import AWRTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "mujoco_awr.py"  # the command as a script: torchrl_awr.train.main
+RECIPE = ROOT / "recipes" / "mujoco_awr.py"  # the command as a script: torchrl_awr.commands.train.main
 OFFLINE_RECIPE = ROOT / "recipes" / "offline_awr.py"
 
 # 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2, eager
@@ -49,7 +50,7 @@ SMALL = [
 
 def compose_config(*overrides: str) -> DictConfig:
     """The recipe's config with :data:`SMALL` and then ``overrides`` applied."""
-    return builders.compose_config(*SMALL, *overrides)
+    return compose.compose_config(*SMALL, *overrides)
 
 
 def load_script(path: Path):
@@ -60,14 +61,10 @@ def load_script(path: Path):
     return module
 
 
-def load_recipe():
-    """The training command's module (``run``, ``entry``, ``start_from``...)."""
-    return importlib.import_module("torchrl_awr.train")
-
-
 def run_recipe(run_dir: Path, *overrides: str):
-    """``torchrl_awr.train.run`` in this process; returns the trainer."""
-    return load_recipe().run(compose_config(*overrides), Path(run_dir))
+    """:func:`~torchrl_awr.recipe.training.train` in this process, into ``run_dir`` (a new run)
+    or the run that ``resume=`` names, as the command would; returns the trainer."""
+    return train(compose_config(*overrides, f"output_dir={run_dir}"), overrides=[*SMALL, *overrides])
 
 
 def recipe_command(*overrides: str, small: bool = True, script: Path = RECIPE) -> list[str]:
@@ -119,7 +116,7 @@ def assert_time_ordered(store) -> None:
 def actor_matches_batch(actor, batch) -> float:
     """Largest gap between the locs the collector's policy wrote and this actor's on the same inputs."""
     with torch.no_grad():
-        mine = actor(batch.select("observation").to(builders.module_device(actor)))
+        mine = actor(batch.select("observation").to(factories.module_device(actor)))
     return (mine["loc"].cpu() - batch["loc"].cpu()).abs().max().item()
 
 

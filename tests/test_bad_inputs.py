@@ -18,9 +18,9 @@ import torch
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 
-from torchrl_awr import builders
-from torchrl_awr.cli_errors import config_errors_exit_2
+from torchrl_awr.commands.errors import config_errors_exit_2
 from torchrl_awr.offline_data import DATA_FILE, META_FILE
+from torchrl_awr.recipe import compose, factories
 
 from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, one_error_line, recipe_command
 
@@ -71,24 +71,24 @@ RECIPE_CASES = {
     "dataset without transitions": (["dataset=DATA/none"], r"none: the dataset holds no transitions"),
     "dataset of float64": (["dataset=DATA/f64"], r"f64: its 'observation' entries are torch\.float64"),
 }
-# Hydra's own errors, which the recipe reports once it wraps its main (torchrl_awr.cli_errors).
+# Hydra's own errors, which the recipe reports once it wraps its main (torchrl_awr.commands.errors).
 HYDRA_CASES = {
     "unknown task": (["task=hoper"], r"Could not find 'task/hoper'.*hopper.*lunarlander"),
     "unknown key without +": (["foo=1"], r"Unknown setting foo: the recipe has no such key"),
     "override syntax": (["seed=[1"], r"no viable alternative at input '\[1'"),
 }
-# python -m commands: DATA stands for the case's own temporary directory.
+# python -m torchrl_awr commands: DATA stands for the case's own temporary directory.
 MODULE_CASES = {
     "export --out a directory": (
-        ["torchrl_awr.export", "DATA/run", "--out", "DATA"],
+        ["torchrl_awr", "export", "DATA/run", "--out", "DATA"],
         r"--out .*: .* is a directory; name the file to write",
     ),
     "export --out read-only": (
-        ["torchrl_awr.export", "DATA/run", "--out", "/proc/policy.onnx"],
+        ["torchrl_awr", "export", "DATA/run", "--out", "/proc/policy.onnx"],
         r"--out /proc/policy\.onnx: no file can be written in /proc",
     ),
     "datasets --seed -1": (
-        ["torchrl_awr.datasets", "make", "--from", "random", "--task", "hopper", "--seed", "-1", "--out", "DATA/d"],
+        ["torchrl_awr", "dataset", "make", "--from", "random", "--task", "hopper", "--seed", "-1", "--out", "DATA/d"],
         r"--seed must be >= 0",
     ),
 }
@@ -188,27 +188,27 @@ def test_bad_input_is_named_before_any_environment_is_built(case, tmp_path, monk
     def no_env(*args, **kwargs):
         raise EnvironmentBuilt
 
-    monkeypatch.setattr(builders, "make_env", no_env)
+    monkeypatch.setattr(factories, "make_env", no_env)
     monkeypatch.setattr(gym, "make", no_env)
     make_inputs(tmp_path)
     overrides, message = RECIPE_CASES[case]
     cfg = compose_config(*[o.replace("DATA", str(tmp_path)) for o in overrides])
     with pytest.raises((ValueError, OSError), match=message):
-        builders.validate_config(cfg)
+        compose.validate_config(cfg)
 
 
 def test_a_kwarg_gym_make_refuses_is_named_before_any_worker_exists(monkeypatch):
     """The one environment made to check ``env.kwargs`` is made here, in this process, last."""
-    monkeypatch.setattr(builders, "make_env", None)  # no collector's or evaluator's env
+    monkeypatch.setattr(factories, "make_env", None)  # no collector's or evaluator's env
     with pytest.raises(ValueError, match=RECIPE_CASES["kwarg gym.make refuses"][1]):
-        builders.validate_config(compose_config("+env.kwargs.no_such_arg=1"))
-    builders.validate_config(compose_config("+env.kwargs.frame_skip=2", "+env.kwargs.reset_noise_scale=0.01"))
+        compose.validate_config(compose_config("+env.kwargs.no_such_arg=1"))
+    compose.validate_config(compose_config("+env.kwargs.frame_skip=2", "+env.kwargs.reset_noise_scale=0.01"))
 
 
 @pytest.mark.parametrize("case", HYDRA_CASES)
 def test_hydras_errors_are_one_error_line(case, monkeypatch, capsys):
     @config_errors_exit_2
-    @hydra.main(config_path=str(builders.CONFIG_DIR), config_name="config", version_base="1.3")
+    @hydra.main(config_path=str(compose.CONFIG_DIR), config_name="config", version_base="1.3")
     def main(cfg):
         raise AssertionError("composed")
 
@@ -226,10 +226,10 @@ def test_every_key_of_the_recipe_has_a_rule():
     """The table of rules is the recipe's schema: each key of its config files has a rule, and
     every rule a key, so a key added to config.yaml gets its type checked."""
     keys = set()
-    for path in builders.CONFIG_DIR.rglob("*.yaml"):
+    for path in compose.CONFIG_DIR.rglob("*.yaml"):
         tree = OmegaConf.to_container(OmegaConf.load(path))
-        keys |= {key for key in builders.config_keys(tree) if key.partition(".")[0] not in ("defaults", "hydra")}
-    assert keys == set(builders.RECIPE_RULES)
+        keys |= {key for key in compose.config_keys(tree) if key.partition(".")[0] not in ("defaults", "hydra")}
+    assert keys == set(compose.RECIPE_KEYS)
 
 
 def test_a_resume_keeps_the_keys_its_saved_config_has(tmp_path):
@@ -240,10 +240,10 @@ def test_a_resume_keeps_the_keys_its_saved_config_has(tmp_path):
     cfg = compose_config(f"resume={tmp_path / 'checkpoint.pt'}")
     OmegaConf.set_struct(cfg, False)
     cfg.task = {"name": "hopper"}
-    builders.check_known_keys(cfg)
+    compose.check_known_keys(cfg)
     cfg.foo = 1
     with pytest.raises(ValueError, match="Unknown setting foo=1"):
-        builders.check_known_keys(cfg)
+        compose.check_known_keys(cfg)
 
 
 def test_the_offline_recipe_without_a_dataset_is_refused(tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from torchrl_awr import cli
+from torchrl_awr import commands as cli
 
 from recipe_helpers import ROOT
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from torchrl_awr.datasets import main
-from torchrl_awr.evaluate import evaluate_run
+from torchrl_awr.commands.dataset import main
 from torchrl_awr.offline_data import DatasetError, check_transitions, episode_returns, load_dataset
-from torchrl_awr.runs import load_run
+from torchrl_awr.recipe.reevaluate import evaluate_run
+from torchrl_awr.recipe.trained import load_run
 
 from recipe_helpers import run_module, run_recipe
 
@@ -166,6 +166,6 @@ def test_bad_commands_fail_with_one_line(tmp_path):
         (["--from", "random", "--task", "hopper"], "say where the dataset goes: --out DIR, --minari ID, or both"),
         (["--from", "policy", str(tmp_path), "--out", str(tmp_path / "d")], "No checkpoint at"),
     ):
-        result = run_module("torchrl_awr.datasets", "make", *args)
+        result = run_module("torchrl_awr", "dataset", "make", *args)
         assert result.returncode == 2, result.stderr[-2000:]
         assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchrl_awr.builders import module_device
+from torchrl_awr.recipe.factories import module_device
 
 from conftest import CUDA, DEVICES
 from recipe_helpers import read_csv, run_recipe

@@ -9,8 +9,8 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_awr.builders import env_maker
 from torchrl_awr.envs import GymnasiumBatchEnv, make_env
+from torchrl_awr.recipe.factories import env_maker
 
 from recipe_helpers import compose_config
 

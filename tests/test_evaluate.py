@@ -1,4 +1,4 @@
-"""``python -m torchrl_awr.evaluate``: a trained run re-evaluated with its saved config, as a
+"""``torchrl-awr evaluate``: a trained run re-evaluated with its saved config, as a
 line or JSON, reproducibly; bad input is one error line with exit code 2."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import shutil
 import pytest
 from omegaconf import OmegaConf
 
-from torchrl_awr import evaluate
-from torchrl_awr.runs import load_run
+from torchrl_awr.commands import evaluate
+from torchrl_awr.recipe.factories import SEED_OFFSETS
+from torchrl_awr.recipe.trained import load_run
 
 from recipe_helpers import run_module, run_recipe
 
@@ -48,7 +49,7 @@ def test_prints_one_readable_line(hopper, capsys):
 def test_json_uses_the_runs_config_and_checkpoint(hopper, capsys):
     result = evaluate_json(capsys, str(hopper / "checkpoint.pt"), "--episodes", "3")
     assert result["episodes"] == 3 and result["stochastic"] is False
-    assert result["seed"] == 3 + evaluate.FRESH_SEED_OFFSET  # the run's seed, shifted to fresh episodes
+    assert result["seed"] == 3 + SEED_OFFSETS["reevaluation"]  # the run's seed, shifted to fresh episodes
     assert result["checkpoint"] == str(hopper / "checkpoint.pt") and result["frames"] == 512
     assert result["env_id"] == "Hopper-v5" and load_run(hopper).observation_dim == 12  # the run's env kwargs
     assert all(math.isfinite(result[key]) for key in ("return_mean", "return_std", "episode_length_mean"))
@@ -77,13 +78,12 @@ def test_discrete_task(tmp_path, capsys):
     assert math.isfinite(result["return_mean"])
 
 
-def test_config_saved_by_an_older_version(hopper, tmp_path, capsys):
-    """A config that names its task as ``task.name`` and lacks newer keys takes them from the preset."""
+def test_a_saved_config_without_newer_keys_takes_them_from_its_preset(hopper, tmp_path, capsys):
+    """A config saved before keys were added (here collector.ray and eval) takes them from its task's preset."""
     for name in ("checkpoint.pt", "config.yaml"):
         shutil.copy(hopper / name, tmp_path)
     saved = OmegaConf.load(tmp_path / "config.yaml")
-    del saved["task_name"], saved["collector"]["ray"], saved["eval"]
-    saved.task = {"name": "hopper"}
+    del saved["collector"]["ray"], saved["eval"]
     OmegaConf.save(saved, tmp_path / "config.yaml")
     assert evaluate_json(capsys, str(tmp_path), "--episodes", "2")["frames"] == 512
 
@@ -113,7 +113,7 @@ def other_model(hopper, tmp_path):
         (lambda hopper, tmp_path: [str(tmp_path / "missing")], "No checkpoint at .*missing"),
         (no_config, "No config.yaml beside .*checkpoint.pt"),
         (corrupt_checkpoint, "Checkpoint .*checkpoint.pt is corrupt or unreadable"),
-        (other_model, "checkpoint .*checkpoint.pt does not fit the model its config.yaml builds: .*size mismatch"),
+        (other_model, "checkpoint .*checkpoint.pt does not fit the model built from this config: .*size mismatch"),
         (lambda hopper, tmp_path: [str(hopper), "--episodes", "0"], "episodes must be >= 1, got 0"),
         (lambda hopper, tmp_path: [str(hopper), "--seed", "-1"], "seed must be >= 0, got -1"),
         (lambda hopper, tmp_path: [str(hopper), "--episodes", "many"], "argument --episodes: invalid int value"),
@@ -137,6 +137,6 @@ def test_bad_input_is_one_error_line(hopper, tmp_path, capsys, arguments, messag
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = run_module("torchrl_awr.evaluate", str(tmp_path))
+    result = run_module("torchrl_awr", "evaluate", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: No checkpoint at {tmp_path / 'checkpoint.pt'}.", result.stderr

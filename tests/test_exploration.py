@@ -7,8 +7,9 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import OneHot
 
-from torchrl_awr import ActionStdSchedule, builders, make_awr_actor
+from torchrl_awr import ActionStdSchedule, make_awr_actor
 from torchrl_awr.models import GaussianHead, gaussian_head
+from torchrl_awr.recipe import compose
 
 from conftest import OBS_DIM, box_spec
 from recipe_helpers import compose_config, read_csv, run_recipe
@@ -120,4 +121,4 @@ def test_recipe_rejects_a_schedule_it_cannot_apply():
         ),
     ):
         with pytest.raises(ValueError, match=message):
-            builders.validate_config(compose_config(*overrides))
+            compose.validate_config(compose_config(*overrides))

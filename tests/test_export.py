@@ -1,4 +1,4 @@
-"""``python -m torchrl_awr.export``: the exported policies act as the trained actor, their JSON
+"""``torchrl-awr export``: the exported policies act as the trained actor, their JSON
 describes them, and bad input is one error line with exit code 2."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_awr import export
-from torchrl_awr.runs import load_run
+from torchrl_awr.commands import export
+from torchrl_awr.recipe.trained import load_run
 
 from recipe_helpers import run_module, run_recipe
 
@@ -159,6 +159,6 @@ def test_missing_onnx_package_is_named(runs, tmp_path, capsys, monkeypatch):
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = run_module("torchrl_awr.export", str(tmp_path / "nowhere"))
+    result = run_module("torchrl_awr", "export", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: No checkpoint at {tmp_path / 'nowhere'}.", result.stderr

@@ -9,11 +9,10 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torch import nn
-from torchrl.data import Bounded, Categorical, OneHot, Unbounded
+from torchrl.data import Categorical, OneHot, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_awr import (
-    AWRLoss,
     GaussianSampler,
     ObservationNormalizer,
     make_awr_actor,
@@ -353,33 +352,3 @@ def test_actor_and_critic_share_the_normalizer():
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         assert not torch.allclose(actor(data.clone())["loc"], loc_before)
     assert not torch.allclose(critic(data.clone())["state_value"], value_before)
-
-
-def test_checkpoints_with_batched_bounds_still_load():
-    """Early checkpoints stored the action bounds as [1, A]; they load into today's [A]."""
-    spec = Bounded(-2.0, 2.0, shape=(3,))
-    actor = make_awr_actor(4, spec, hidden_sizes=(8,))
-    loss = AWRLoss(
-        actor,
-        make_awr_critic(4, hidden_sizes=(8,)),
-        action_bound_coeff=10.0,
-        action_low=spec.low,
-        action_high=spec.high,
-    )
-    legacy = {
-        key: (value.unsqueeze(0) if key.endswith(("center", "half_range", "log_std")) else value)
-        for key, value in loss.state_dict().items()
-    }
-    assert legacy["action_center"].shape == (1, 3)
-    fresh = AWRLoss(
-        make_awr_actor(4, spec, hidden_sizes=(8,)),
-        make_awr_critic(4, hidden_sizes=(8,)),
-        action_bound_coeff=10.0,
-        action_low=spec.low,
-        action_high=spec.high,
-    )
-    fresh.load_state_dict(legacy)
-    for key, value in fresh.state_dict().items():
-        torch.testing.assert_close(value, loss.state_dict()[key])
-    with pytest.raises(RuntimeError, match="size mismatch"):  # a real mismatch still fails
-        fresh.load_state_dict({**legacy, "action_center": torch.zeros(1, 4)})

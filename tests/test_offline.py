@@ -12,11 +12,13 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from torchrl_awr import AWRLoss, ObservationNormalizer, make_awr_actor, make_awr_critic
-from torchrl_awr.builders import make_trainer
 from torchrl_awr.checkpoint import CheckpointError
-from torchrl_awr.datasets import from_random, main
+from torchrl_awr.commands.dataset import main
 from torchrl_awr.envs import make_env
 from torchrl_awr.offline_data import DatasetError, load_dataset, load_minari, load_training_data, write_dataset
+from torchrl_awr.recipe.dataset_makers import dataset_environment, from_random
+from torchrl_awr.recipe.factories import make_trainer
+from torchrl_awr.recipe.training import start_from
 from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig
 
@@ -24,7 +26,6 @@ from recipe_helpers import (
     OFFLINE_RECIPE,
     SMALL,
     compose_config,
-    load_recipe,
     read_csv,
     run_command,
     run_module,
@@ -189,7 +190,7 @@ def hopper_data(tmp_path_factory):
     """40 episodes of random actions on Hopper, as a dataset directory."""
     directory = tmp_path_factory.mktemp("data") / "hopper-random"
     cfg, data, source = from_random("hopper", 40, envs=4, seed=0)
-    write_dataset(data, directory, cfg, source)
+    write_dataset(data, directory, **dataset_environment(cfg), source=source)
     return directory
 
 
@@ -209,7 +210,7 @@ def test_the_offline_command_trains_resumes_and_then_goes_online(hopper_data, tm
     assert "(resumed at 2)" in resumed.stdout and "Done: 4 iterations" in resumed.stdout
     assert [step for step, _ in read_csv(tmp_path / "off", "iteration")] == [1, 2, 3, 4]
     assert [step for step, _ in read_csv(tmp_path / "off", "eval/return_mean")] == [2, 4]
-    evaluated = run_module("torchrl_awr.evaluate", str(tmp_path / "off"), "--episodes", "2")
+    evaluated = run_module("torchrl_awr", "evaluate", str(tmp_path / "off"), "--episodes", "2")
     assert evaluated.returncode == 0 and evaluated.stdout.startswith("Hopper-v5 at 4 offline iterations, 2 ")
 
     online = run_command(tmp_path, "output_dir=on", "init_from=off", "init_dataset=true", "collector.total_frames=256")
@@ -224,7 +225,7 @@ def test_an_online_run_starts_from_the_offline_networks(hopper_data, tmp_path):
     cfg = compose_config(f"init_from={tmp_path / 'off'}")
     trainer = make_trainer(cfg, tmp_path / "on", torch.device("cpu"))
     try:
-        load_recipe().start_from(cfg, trainer)
+        start_from(cfg, trainer)
         mine, theirs = trainer.loss_module.state_dict(), offline.loss_module.state_dict()
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
         assert trainer.frames == 0 and len(trainer.store) == 0  # no dataset without init_dataset
@@ -237,7 +238,7 @@ def test_an_online_run_starts_from_the_offline_networks(hopper_data, tmp_path):
     trainer = make_trainer(online_source, tmp_path / "on2", torch.device("cpu"))
     try:
         with pytest.raises(ValueError, match="names no dataset; the run at .*on_src learned online"):
-            load_recipe().start_from(online_source, trainer)
+            start_from(online_source, trainer)
     finally:
         trainer.shutdown()
 

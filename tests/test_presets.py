@@ -5,12 +5,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchrl.modules import IndependentNormal, OneHotCategorical
 
-from torchrl_awr import builders, make_awr_actor
+from torchrl_awr import make_awr_actor
+from torchrl_awr.recipe import factories
+from torchrl_awr.recipe.compose import CONFIG_DIR as RECIPE_CONFIG_DIR
 
 from conftest import box_spec
 from recipe_helpers import compose_config, read_csv, run_recipe
 
-CONFIG_DIR = builders.CONFIG_DIR / "task"
+CONFIG_DIR = RECIPE_CONFIG_DIR / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
 
 # The original's per-task settings (actor lr, action std, normaliser samples).
@@ -51,9 +53,9 @@ def test_some_presets_narrow_the_std_the_others_keep_it_fixed():
         assert schedule == NARROWING_STD.get(task, (None, 0, 1_000_000)), task
     restored = compose_config("task=hopper", "model.action_std_end=null")
     assert restored.model.action_std_end is None
-    assert builders.make_std_schedule(restored, None) is None
+    assert factories.make_std_schedule(restored, None) is None
     hopper_actor = make_awr_actor(11, box_spec(low=(-1.0,) * 3, high=(1.0,) * 3))
-    schedule = builders.make_std_schedule(compose_config("task=hopper"), hopper_actor)
+    schedule = factories.make_std_schedule(compose_config("task=hopper"), hopper_actor)
     assert [schedule.std_at(f) for f in (0, 500_000, 750_000, 1_000_000, 2_000_000)] == pytest.approx(
         [0.4, 0.4, 0.3, 0.2, 0.2]
     )

@@ -18,9 +18,9 @@ import ray
 import torch
 from torchrl.collectors.distributed import RayCollector
 
-from torchrl_awr import builders
 from torchrl_awr.checkpoint import load_checkpoint
-from torchrl_awr.ray_cluster import check_resources, head_node
+from torchrl_awr.recipe import compose
+from torchrl_awr.recipe.ray_cluster import check_resources, head_node
 from torchrl_awr.store import batches_continue
 
 from recipe_helpers import (
@@ -148,7 +148,7 @@ def test_a_killed_worker_stops_the_run_and_its_checkpoint_resumes_on_ray(tmp_pat
     # The death shows where the run meets it first: Ray's ActorDiedError while collecting, or the
     # weight sync's closed connection.
     assert len(error) == 1 and error[0].startswith("error: The collector failed after "), stderr[-3000:]
-    assert f"resume={run_dir / 'checkpoint.pt'}" in error[0]
+    assert f"Continue with resume={run_dir}." in error[0]
     frames = load_checkpoint(run_dir / "checkpoint.pt")["counters"]["frames"]
     assert frames >= 256
     # The resume, on this module's Ray.
@@ -197,12 +197,12 @@ def test_bad_ray_settings_are_named_before_any_work(monkeypatch):
         (["collector.ray.worker_memory_gib=-1"], r"collector.ray.worker_memory_gib=-1"),
     ):
         with pytest.raises(ValueError, match=message):
-            builders.validate_config(compose_config(*RAY, *overrides))
+            compose.validate_config(compose_config(*RAY, *overrides))
     assert head_node("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
     assert head_node(None) is None and head_node("auto") is None
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     with pytest.raises(ImportError, match=r"collector.type=ray needs Ray.*pip install -e '.\[ray\]'"):
-        builders.validate_config(compose_config(*RAY))
+        compose.validate_config(compose_config(*RAY))
 
 
 def test_batches_continue_unless_several_workers_hand_over_in_turn():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from torchrl_awr import builders
-from torchrl_awr.cli import COMMANDS
+from torchrl_awr.commands import COMMANDS
+from torchrl_awr.recipe.compose import CONFIG_DIR
 
 from recipe_helpers import SMALL, run_recipe
 
@@ -102,7 +102,7 @@ def test_readme_commands_are_the_commands_and_their_settings_exist():
     for words in commands:
         if words[1] in ("train", "train-offline"):
             config = "offline" if words[1] == "train-offline" else "config"
-            with initialize_config_dir(str(builders.CONFIG_DIR), version_base="1.3"):
+            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
                 compose(config, overrides=words[2:])
     assert ["torchrl-awr", "train"] in commands  # the quick start's
 

@@ -16,9 +16,9 @@ import torch
 from torch.distributions import Categorical
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
-from torchrl_awr import builders
 from torchrl_awr.checkpoint import CheckpointError, buffer_dir, load_checkpoint
-from torchrl_awr.rundir import RunDirectoryError
+from torchrl_awr.recipe import compose, factories
+from torchrl_awr.recipe.rundir import RunDirectoryError
 
 from recipe_helpers import (
     assert_time_ordered,
@@ -231,7 +231,7 @@ def test_envs_per_batch_counts_one_worker_for_asynchronous_collectors():
         (["collector.type=ray", "collector.num_workers=3"], 12),
         (["collector.type=ray", "collector.num_workers=3", "collector.ray.sync=false"], 4),
     ):
-        assert builders.envs_per_batch(compose_config(*overrides)) == envs, overrides
+        assert compose.envs_per_batch(compose_config(*overrides)) == envs, overrides
 
 
 def test_memmap_storage(tmp_path):
@@ -380,7 +380,7 @@ def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was built before the config was checked")
 
-    monkeypatch.setattr(builders, "make_env", no_env)
+    monkeypatch.setattr(factories, "make_env", no_env)
     overrides, message = BAD_SETTINGS[case]
     with pytest.raises(ValueError, match=message):
         run_recipe(tmp_path / "run", *overrides)
@@ -388,7 +388,7 @@ def test_bad_settings_fail_before_any_work(case, tmp_path, monkeypatch):
 
 
 def test_corrupt_checkpoint_fails_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(builders, "make_env", None)
+    monkeypatch.setattr(factories, "make_env", None)
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         run_recipe(tmp_path / "run", f"resume={garbage_checkpoint(tmp_path)}")
     with pytest.raises(CheckpointError, match="No checkpoint at"):
@@ -444,9 +444,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(stop, tmp_path):
 @pytest.mark.parametrize("weighting", ["exp", "binary", "softmax"])
 def test_the_weighting_setting_reaches_the_loss(weighting):
     cfg = compose_config(f"loss.weighting={weighting}")
-    env = builders.env_maker(cfg)()
-    actor, critic, _ = builders.make_models(cfg, env, torch.device("cpu"))
-    assert builders.make_loss(cfg, actor, critic, env.action_spec).weighting == weighting
+    env = factories.env_maker(cfg)()
+    actor, critic, _ = factories.make_models(cfg, env, torch.device("cpu"))
+    assert factories.make_loss(cfg, actor, critic, env.action_spec).weighting == weighting
     env.close()
 
 

@@ -15,10 +15,11 @@ from tensordict import TensorDict
 from torchrl.collectors import Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-from torchrl_awr import AWRLoss, builders, make_awr_actor, make_awr_critic
+from torchrl_awr import AWRLoss, make_awr_actor, make_awr_critic
 from torchrl_awr.checkpoint import PAIR_FILE, CheckpointError, buffer_dir, load_checkpoint, save_checkpoint
 from torchrl_awr.envs import make_env
-from torchrl_awr.rundir import RunDirectoryError, RunLock, truncate_logs
+from torchrl_awr.recipe import compose, factories
+from torchrl_awr.recipe.rundir import RunDir, RunDirectoryError, RunLock
 from torchrl_awr.trainer import AWRTrainer, AWRTrainerConfig, CollectorFailure
 
 from recipe_helpers import SMALL, breaking_env, compose_config, one_error_line, read_csv, run_command, run_recipe, tmpfs
@@ -71,7 +72,7 @@ def test_resume_without_its_buffer_or_config_fails_clearly(ant_run, tmp_path):
     line = one_error_line(run_command(tmp_path, checkpoint, "resume_buffer=true", small=False))
     assert "has no saved replay buffer" in line
     (run_dir / "config.yaml").unlink()
-    assert "no config.yaml beside" in one_error_line(run_command(tmp_path, checkpoint, small=False))
+    assert "No config.yaml beside" in one_error_line(run_command(tmp_path, checkpoint, small=False))
 
 
 def test_a_buffer_from_another_moment_is_refused(tmp_path):
@@ -106,7 +107,7 @@ def test_truncate_logs_keeps_rows_up_to_the_checkpoint(tmp_path):
     scalars = tmp_path / "logs" / "scalars" / "eval"
     scalars.mkdir(parents=True)
     (scalars / "return_mean.csv").write_text("256,1.0\n512,2.0\n768,3.0\n")
-    truncate_logs(tmp_path, 512)
+    RunDir(tmp_path).truncate_logs(512)
     assert (scalars / "return_mean.csv").read_text() == "256,1.0\n512,2.0\n"
 
 
@@ -247,9 +248,9 @@ def test_bad_values_are_named_before_any_environment_is_built(override, monkeypa
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was built before the config was checked")
 
-    monkeypatch.setattr(builders, "make_env", no_env)
+    monkeypatch.setattr(factories, "make_env", no_env)
     with pytest.raises(ValueError, match=BAD_VALUES[override]):
-        builders.validate_config(compose_config(override))
+        compose.validate_config(compose_config(override))
 
 
 # ---------------------------------------------------------------- the library API

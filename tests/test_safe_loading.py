@@ -22,7 +22,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from torchrl_awr.checkpoint import PAIR_FILE, CheckpointError, buffer_dir, load_checkpoint, save_checkpoint
-from torchrl_awr.datasets import main as datasets_main
+from torchrl_awr.commands.dataset import main as datasets_main
 
 from recipe_helpers import OFFLINE_RECIPE, SMALL, one_error_line, run_command, run_module, tmpfs
 
@@ -83,13 +83,13 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 COMMANDS = {
     "resume": lambda run, tmp: run_command(tmp, f"resume={run / 'checkpoint.pt'}", MORE),
     "init_from": lambda run, tmp: run_command(tmp, f"init_from={run}", f"output_dir={tmp / 'new'}"),
-    "evaluate": lambda run, tmp: run_module("torchrl_awr.evaluate", str(run), "--episodes", "1"),
-    "export": lambda run, tmp: run_module("torchrl_awr.export", str(run), "--out", str(tmp / "policy.onnx")),
+    "evaluate": lambda run, tmp: run_module("torchrl_awr", "evaluate", str(run), "--episodes", "1"),
+    "export": lambda run, tmp: run_module("torchrl_awr", "export", str(run), "--out", str(tmp / "policy.onnx")),
     "datasets make --from policy": lambda run, tmp: run_module(
-        "torchrl_awr.datasets", "make", "--from", "policy", str(run), "--episodes", "1", "--out", str(tmp / "data")
+        "torchrl_awr", "dataset", "make", "--from", "policy", str(run), "--episodes", "1", "--out", str(tmp / "data")
     ),
     "datasets make --from buffer": lambda run, tmp: run_module(
-        "torchrl_awr.datasets", "make", "--from", "buffer", str(run), "--out", str(tmp / "data")
+        "torchrl_awr", "dataset", "make", "--from", "buffer", str(run), "--out", str(tmp / "data")
     ),
 }
 

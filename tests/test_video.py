@@ -11,9 +11,10 @@ import pytest
 import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_awr import builders, make_awr_actor, video
-from torchrl_awr.builders import make_video
+from torchrl_awr import make_awr_actor, video
 from torchrl_awr.envs import GymnasiumBatchEnv
+from torchrl_awr.recipe import training
+from torchrl_awr.recipe.factories import make_video
 from torchrl_awr.video import EpisodeVideo, RenderError, check_video_packages, use_renderer
 
 from recipe_helpers import compose_config, read_csv, run_command, run_module, run_recipe
@@ -91,7 +92,7 @@ def test_a_closed_recorder_leaves_the_next_ones_frames_alone():
 
 def test_evaluate_records_a_video_of_a_run(tmp_path):
     run_recipe(tmp_path, "collector.total_frames=256", "eval.interval=1", "eval.video_size=[32,24]")
-    result = run_module("torchrl_awr.evaluate", str(tmp_path), "--episodes", "2", "--video", "--json")
+    result = run_module("torchrl_awr", "evaluate", str(tmp_path), "--episodes", "2", "--video", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     path = tmp_path / "videos" / "256_evaluate.mp4"
     assert json.loads(result.stdout)["video"] == str(path)
@@ -120,7 +121,7 @@ def test_a_render_failure_is_one_render_error(monkeypatch):
 
 
 def test_bad_video_settings_are_named_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(builders, "make_trainer", lambda *a: pytest.fail("built a trainer"))
+    monkeypatch.setattr(training, "make_trainer", lambda *a: pytest.fail("built a trainer"))
     for overrides, message in (
         (["eval.interval=0"], r"eval.video=true records at each evaluation, and eval.interval=0 runs none"),
         (["eval.video_size=[63,48]"], r"eval.video_size=\[63, 48\] must be \[width, height\], two even numbers"),

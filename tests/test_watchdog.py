@@ -87,7 +87,7 @@ def test_an_environment_that_hangs_stops_the_run_with_exit_3(collector, tmp_path
     assert code == 3, stderr[-3000:]
     error = the_error_line(stderr)
     assert "no answer from the collector within 3 s, waiting for a batch" in error
-    assert f"resume={tmp_path / 'run' / 'checkpoint.pt'}" in error
+    assert f"is intact: load it to continue. Continue with resume={tmp_path / 'run'}." in error
 
 
 def test_a_killed_async_worker_stops_the_run_with_exit_3(tmp_path):

@@ -45,8 +45,8 @@ def build_wheel(tmp_path: Path) -> Path:
 def test_the_wheel_installs_and_its_command_trains_evaluates_and_exports(tmp_path):
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"torchrl_awr/config/config.yaml", "torchrl_awr/config/offline.yaml"} <= set(names)
-    assert "torchrl_awr/config/task/inverted_pendulum.yaml" in names
+    assert {"torchrl_awr/recipe/config/config.yaml", "torchrl_awr/recipe/config/offline.yaml"} <= set(names)
+    assert "torchrl_awr/recipe/config/task/inverted_pendulum.yaml" in names
     assert any(name.endswith(".dist-info/entry_points.txt") for name in names)
 
     # A fresh environment that sees this one's packages (the dependencies: nothing is downloaded)

@@ -13,6 +13,7 @@ to TorchRL (whose loaders unpickle some files) only once every file in it is kno
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ import random
 import secrets
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import torch
 from numpy.core.multiarray import _reconstruct
 from torchrl.data import LazyMemmapStorage, ReplayBuffer
 
+from torchrl_awr.messages import first_line
 from torchrl_awr.store import ShuffledPassSampler, memmap_disk
 
 CHECKPOINT_VERSION = 1
@@ -45,6 +48,11 @@ SAMPLER_FILE = Path("sampler") / ShuffledPassSampler.STATE_FILE
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not belong to this trainer."""
+
+
+class BufferDumpError(CheckpointError):
+    """A checkpoint's replay-buffer dump that is missing, not its pair, unsafe or cannot be
+    restored: the checkpoint itself may still be loaded without it."""
 
 
 def buffer_dir(path: str | Path) -> Path:
@@ -176,28 +184,28 @@ def load_checkpoint(path: str | Path, *, replay_buffer: ReplayBuffer | None = No
             "torchrl-awr checkpoint does (anything else is refused, since loading it could run code)."
         ) from err
     except Exception as err:  # torch raises several types for truncated/corrupt files
-        raise CheckpointError(f"Checkpoint {path} is corrupt or unreadable: {_first_line(err)}") from err
+        raise CheckpointError(f"Checkpoint {path} is corrupt or unreadable: {first_line(err)}") from err
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} is not a torchrl-awr checkpoint (version {CHECKPOINT_VERSION} expected).")
     if replay_buffer is not None:
-        load_buffer(path, state.get("pair_id"), replay_buffer)
+        load_buffer_dump(path, state.get("pair_id"), replay_buffer)
     return state
 
 
-def load_buffer(path: Path, pair_id: str | None, replay_buffer: ReplayBuffer) -> None:
+def load_buffer_dump(path: Path, pair_id: str | None, replay_buffer: ReplayBuffer) -> None:
     """Restores the buffer dump of the checkpoint ``path`` (saved as ``pair_id``)."""
     source = buffer_dir(path)
     if not source.is_dir():
-        raise CheckpointError(
-            f"Checkpoint {path} has no saved replay buffer at {source}; resume without the "
-            "buffer or save with the buffer enabled."
+        raise BufferDumpError(
+            f"Checkpoint {path} has no saved replay buffer at {source}; load it without its buffer "
+            "(load_buffer=False), or save with the buffer (save_buffer=True)."
         )
     saved_pair = _saved_pair(source)
     if saved_pair != pair_id:
-        raise CheckpointError(
+        raise BufferDumpError(
             f"The replay buffer at {source} (saved at {saved_pair or 'an unrecorded moment'}) does not belong to the "
             f"checkpoint {path} (saved at {pair_id or 'an unrecorded moment'}): a save was interrupted between the "
-            "two, or the buffer was copied from another save. Resume without resume_buffer=true."
+            "two, or the buffer was copied from another save. Load the checkpoint without it (load_buffer=False)."
         )
     check_buffer_files(source)
     if isinstance(replay_buffer.storage, LazyMemmapStorage):
@@ -205,7 +213,7 @@ def load_buffer(path: Path, pair_id: str | None, replay_buffer: ReplayBuffer) ->
     try:
         replay_buffer.loads(source)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise CheckpointError(f"The replay buffer at {source} could not be restored: {_first_line(err)}") from err
+        raise BufferDumpError(f"The replay buffer at {source} could not be restored: {first_line(err)}") from err
 
 
 def check_room_to_restore(source: Path, where: Path) -> None:
@@ -214,10 +222,10 @@ def check_room_to_restore(source: Path, where: Path) -> None:
     needed = sum(file.stat().st_size for file in source.rglob("*.memmap"))
     free = shutil.disk_usage(where).free
     if free < needed:
-        raise CheckpointError(
+        raise BufferDumpError(
             f"Restoring the replay buffer at {source} into its memory-mapped storage needs about {needed / 2**20:.1f} "
-            f"MiB at {where} (buffer.scratch_dir); {free / 2**20:.1f} MiB are free. Free space there, or resume "
-            "without resume_buffer=true."
+            f"MiB at {where} (the storage's scratch_dir); {free / 2**20:.1f} MiB are free. Free space there, or load "
+            "the checkpoint without its buffer (load_buffer=False)."
         )
 
 
@@ -246,9 +254,9 @@ def check_buffer_files(source: Path) -> None:
             bad = "a pickle of objects other than plain values"
         else:
             bad = "a file that is not data"
-        raise CheckpointError(
+        raise BufferDumpError(
             f"The replay buffer at {source} holds {relative}, {bad}, which loading could run code from: it is "
-            "refused. Resume without resume_buffer=true."
+            "refused. Load the checkpoint without it (load_buffer=False)."
         )
 
 
@@ -268,5 +276,12 @@ def _holds_plain_values(file: Path) -> bool:
     return True
 
 
-def _first_line(err: BaseException) -> str:
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+@contextlib.contextmanager
+def fitting(path: str | Path) -> Iterator[None]:
+    """Loading the checkpoint ``path``'s state into modules or optimizers that it does not fit is
+    one :class:`CheckpointError` naming the first mismatch (torch lists every one)."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), first_line(err))
+        raise CheckpointError(f"The checkpoint {path} does not fit the model built from this config: {detail}") from err

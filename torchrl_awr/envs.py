@@ -14,7 +14,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
-from torchrl_awr.settings import check_settings
+from torchrl_awr.validation import check_settings
 
 # gym.make kwargs whose bad values a MuJoCo task takes without a word and fails on later, or never:
 # frame_skip=0 divides by zero, a negative one never steps the simulation, a fractional one fails

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torchrl.modules import ProbabilisticActor
 
 from torchrl_awr.models import gaussian_head
-from torchrl_awr.settings import check_settings
+from torchrl_awr.validation import check_settings
 
 
 class ActionStdSchedule:

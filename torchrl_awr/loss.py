@@ -23,8 +23,7 @@ from torchrl.objectives.utils import (
 )
 from torchrl.objectives.value import TD0Estimator, TD1Estimator, ValueEstimatorBase
 
-from torchrl_awr.models import reshape_legacy_bounds
-from torchrl_awr.settings import check_settings
+from torchrl_awr.validation import check_settings
 
 LOSS_CRITIC_TYPES = ("l2", "l1", "smooth_l1")
 WEIGHTINGS = ("exp", "binary", "softmax")
@@ -229,10 +228,6 @@ class AWRLoss(LossModule):
         """Raises one ``ValueError`` naming every bad number among ``settings`` (any of
         :attr:`SETTING_RULES`; as ``names`` calls them, if given)."""
         check_settings(settings, {k: cls.SETTING_RULES[k] for k in settings}, "AWRLoss settings", names)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        reshape_legacy_bounds(self, state_dict, prefix, ("action_center", "action_half_range"))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def in_keys(self):

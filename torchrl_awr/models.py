@@ -109,17 +109,6 @@ def make_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -
     return nn.Sequential(*layers)
 
 
-def reshape_legacy_bounds(module: nn.Module, state_dict: dict, prefix: str, names) -> None:
-    """Checkpoints written before ``action_bounds`` flattened batched specs stored the action
-    bounds as ``[1, A]``; reshape them in ``state_dict`` to the module's ``[A]``."""
-    for name in names:
-        value, current = state_dict.get(prefix + name), getattr(module, name, None)
-        if value is None or current is None or value.shape == current.shape:
-            continue
-        if value.numel() == current.numel():
-            state_dict[prefix + name] = value.reshape(current.shape)
-
-
 class GaussianHead(nn.Module):
     """Maps a mean in normalised action units to (loc, scale) in env units.
 
@@ -143,10 +132,6 @@ class GaussianHead(nn.Module):
             self.log_std = nn.Parameter(log_std)
         else:
             self.register_buffer("log_std", log_std)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        reshape_legacy_bounds(self, state_dict, prefix, ("center", "half_range", "log_std"))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def learns_std(self) -> bool:

@@ -9,7 +9,7 @@ where ``("next", "done")`` is set: ``terminated`` (a failure: no value after it)
 
 Minari datasets live in the local Minari store (``MINARI_DATASETS_PATH``, by default
 ``~/.minari/datasets``; the ``offline`` extra) and are read through TorchRL's
-``MinariExperienceReplay``. :mod:`torchrl_awr.datasets` makes both kinds.
+``MinariExperienceReplay``. ``torchrl-awr dataset make`` (:mod:`torchrl_awr.recipe.dataset_makers`) makes both kinds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from tensordict import TensorDict, TensorDictBase
 
 MINARI_EXTRA = "pip install -e '.[offline]'"
@@ -69,15 +68,19 @@ def episode_indices(done: torch.Tensor) -> torch.Tensor:
     return done.cumsum(0) - done
 
 
-def write_dataset(data: TensorDict, out: str | Path, cfg: DictConfig, source: dict) -> dict:
-    """Writes ``data`` and its ``dataset.json`` into the new directory ``out``; returns the meta."""
+def write_dataset(
+    data: TensorDict, out: str | Path, *, env_id: str, env_kwargs: dict, task: str | None, source: dict
+) -> dict:
+    """Writes ``data`` and its ``dataset.json`` into the new directory ``out``: the environment
+    (``env_id`` made with ``env_kwargs``; ``task``: the recipe preset, if one), ``source`` (how
+    the data was made) and the episodes' returns. Returns that meta."""
     out = Path(out)
     check_new_directory(out)
     check_transitions(data, out)
     meta = {
-        "env_id": cfg.env.name,
-        "env_kwargs": dict(cfg.env.kwargs),
-        "task": cfg.task_name,
+        "env_id": env_id,
+        "env_kwargs": dict(env_kwargs),
+        "task": task,
         **data_summary(data),
         "source": source,
     }

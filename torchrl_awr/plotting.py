@@ -1,8 +1,8 @@
-"""Learning curves from a run's CSV logs: ``python -m torchrl_awr.plotting RUN_DIR``."""
+"""Learning curves from a run's CSV logs (TorchRL's ``CSVLogger`` layout), and the original's
+published returns beside them."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -94,17 +94,3 @@ def plot_history(
         if points:
             curves[label] = ([p[0] for p in points], [p[1] for p in points])
     return plot_curves(curves, path, title=title, xlabel=xlabel) if curves else None
-
-
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog or "python -m torchrl_awr.plotting", description=__doc__)
-    parser.add_argument("run_dir", help="a run directory written by torchrl-awr train")
-    args = parser.parse_args(argv)
-    path = plot_run(args.run_dir)
-    if path is None:
-        raise SystemExit(f"No return logs under {args.run_dir}.")
-    print(path)
-
-
-if __name__ == "__main__":
-    main()

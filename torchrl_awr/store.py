@@ -336,7 +336,7 @@ class TrajectoryStore:
                 except OSError as err:
                     raise OSError(
                         f"Cannot reserve {self.nbytes() / 2**20:.0f} MiB for the memory-mapped replay buffer in "
-                        f"{Path(filename).parent} ({err.strerror}); free space there or set buffer.scratch_dir."
+                        f"{Path(filename).parent} ({err.strerror}); free space there or give the storage another scratch_dir."
                     ) from err
 
     def _as_grid(self, batch: TensorDictBase) -> TensorDictBase:

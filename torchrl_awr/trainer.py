@@ -27,7 +27,8 @@ from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
 from torchrl_awr.checkpoint import (
-    CheckpointError,
+    fitting,
+    load_buffer_dump,
     load_checkpoint,
     new_pair_id,
     rng_state,
@@ -37,10 +38,11 @@ from torchrl_awr.checkpoint import (
 from torchrl_awr.evaluation import Evaluator
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss
+from torchrl_awr.messages import first_line
 from torchrl_awr.models import ObservationNormalizer
-from torchrl_awr.settings import check_settings
-from torchrl_awr.store import ShuffledPassSampler, TrajectoryStore, batches_continue
+from torchrl_awr.store import TrajectoryStore, batches_continue
 from torchrl_awr.updates import UpdateStep
+from torchrl_awr.validation import check_settings
 from torchrl_awr.video import EpisodeVideo
 from torchrl_awr.watchdog import CollectorStalled, CollectorWatchdog
 
@@ -129,7 +131,7 @@ class AWRTrainer:
             no endless mode, with at least the trainer's ``total_frames``). None for offline.
         dataset: offline AWR's data instead of a collector: ``[N]`` transitions stored episode
             after episode (``("next", done)`` ends each; ``terminated`` among them are
-            failures), with the loss's keys (:mod:`torchrl_awr.datasets` makes and loads them).
+            failures), with the loss's keys (:mod:`torchrl_awr.offline_data` loads them).
             It fills the replay buffer, which must hold it, when training starts (and again
             after a resume, so no buffer needs saving), and the normaliser is fitted on its
             observations at the run's start.
@@ -357,7 +359,7 @@ class AWRTrainer:
         try:
             yield
         except (Exception, CollectorStalled) as err:
-            cause = next((line for line in str(err).splitlines() if line.strip()), "")
+            cause = first_line(err)
             if self._watchdog.reason is not None:  # the watchdog ended the wait, whatever it raised
                 cause = self._watchdog.reason
             elif not isinstance(err, CollectorStalled):
@@ -366,8 +368,8 @@ class AWRTrainer:
                 where = "no checkpoint was saved yet"
             else:
                 where = (
-                    f"the checkpoint of {self._saved_frames} samples is intact: continue with "
-                    f"resume={self.checkpoint_path}"
+                    f"the checkpoint of {self._saved_frames} samples at {self.checkpoint_path} is intact: "
+                    "load it to continue"
                 )
             self._collector_lost = True
             raise CollectorFailure(f"The collector failed after {self.frames} samples ({cause}); {where}.") from err
@@ -527,10 +529,7 @@ class AWRTrainer:
                 f"the checkpoint was trained on {_describe_data(state.get('dataset'))}; this trainer has "
                 f"{_describe_data(self._dataset_fingerprint)}."
             )
-        if "store" in state:
-            self.store.load_state_dict(state["store"])
-        elif isinstance(self.replay_buffer.sampler, ShuffledPassSampler):  # written before the store
-            self.replay_buffer.sampler.generator.set_state(state["generator"])
+        self.store.load_state_dict(state["store"])
         set_rng_state(state["rng"])
         if self.collector is not None:
             self._send_weights()
@@ -548,26 +547,33 @@ class AWRTrainer:
         )
         self._saved_frames = self.frames
 
-    def load(self, path: str | Path, *, load_buffer: bool = False) -> None:
-        """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``).
+    def load(self, path: str | Path, *, load_buffer: bool = False, state: dict | None = None) -> None:
+        """Restores a checkpoint written by :meth:`save` (and its buffer if ``load_buffer``);
+        ``state``: the checkpoint as :func:`~torchrl_awr.checkpoint.load_checkpoint` read it
+        already, so that a caller that checked it first does not read it again.
 
         A checkpoint whose networks or optimizers do not fit this trainer's raises one
         :class:`~torchrl_awr.checkpoint.CheckpointError` naming the first mismatch.
         """
-        state = load_checkpoint(path, replay_buffer=self.replay_buffer if load_buffer else None)
-        with _fitting(path):
+        if state is None:
+            state = load_checkpoint(path)
+        if load_buffer:
+            load_buffer_dump(path, state.get("pair_id"), self.replay_buffer)
+        with fitting(path):
             self.load_state_dict(state)
         if load_buffer:
             # The environments restart: new data does not continue the restored trajectories.
             self.store.cut()
         self._saved_frames = self.frames
 
-    def load_networks(self, path: str | Path) -> None:
+    def load_networks(self, path: str | Path, *, state: dict | None = None) -> None:
         """Starts from another run's networks: the actor, the critic and the observation
-        normaliser of its checkpoint (its loss module), while the optimizers, the counters, the
-        std schedule and the data stay this trainer's (offline-to-online)."""
-        state = load_checkpoint(path)
-        with _fitting(path):
+        normaliser of its checkpoint (its loss module; ``state``: that checkpoint, read already),
+        while the optimizers, the counters, the std schedule and the data stay this trainer's
+        (offline-to-online)."""
+        if state is None:
+            state = load_checkpoint(path)
+        with fitting(path):
             self.loss_module.load_state_dict(state["loss_module"])
         if self.collector is not None:
             self.collector.update_policy_weights_()
@@ -588,19 +594,6 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, which: 
     optimizer.load_state_dict(state)
     for group, own in zip(optimizer.param_groups, settings):
         group.update(own)
-
-
-@contextlib.contextmanager
-def _fitting(path: str | Path) -> Iterator[None]:
-    """A checkpoint that does not fit the trainer it is loaded into is one
-    :class:`~torchrl_awr.checkpoint.CheckpointError` naming the first mismatch."""
-    try:
-        yield
-    except (RuntimeError, ValueError, KeyError) as err:
-        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
-        raise CheckpointError(
-            f"The checkpoint {path} does not fit the model built from this config: {detail.splitlines()[0]}"
-        ) from err
 
 
 def _fingerprint(dataset: TensorDictBase, reward_key) -> dict:

@@ -1,6 +1,7 @@
-"""Hydra's own errors as the recipes' bad input: one ``error:`` line and exit code 2.
+"""The commands' one error and exit contract: 0 done, 2 bad input (one ``error:`` line), 3 the
+collector lost (training), 130 interrupted (Ctrl-C, SIGTERM); 1 is left for what is a bug.
 
-Hydra reports a config it cannot compose (``task=hoper``, ``foo=1`` without ``+``, an override
+Hydra's own errors are bad input too. Hydra reports a config it cannot compose (``task=hoper``, ``foo=1`` without ``+``, an override
 it cannot parse) in several lines and exits 1, which the recipes keep for failures that are not
 the user's input. :func:`config_errors_exit_2` wraps a ``@hydra.main`` function::
 
@@ -13,23 +14,56 @@ the user's input. :func:`config_errors_exit_2` wraps a ``@hydra.main`` function:
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import re
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from hydra.errors import CompactHydraException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from torchrl_awr.checkpoint import CheckpointError
+from torchrl_awr.recipe.compose import FREE_KEYS, unknown_key_error
+from torchrl_awr.recipe.rundir import RunDirectoryError
+from torchrl_awr.video import RenderError
+
 BAD_INPUT_EXIT = 2
+COLLECTOR_LOST_EXIT = 3
+INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by Ctrl-C
 FULL_ERROR = "HYDRA_FULL_ERROR"
+# What bad input raises, from a path without a checkpoint to a missing optional package or a
+# machine that cannot render.
+BAD_INPUT = (
+    ValueError,
+    KeyError,
+    ImportError,
+    OSError,
+    CheckpointError,
+    RunDirectoryError,
+    FloatingPointError,
+    RenderError,
+)
+
+
+def exit_bad_input(message: object) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(BAD_INPUT_EXIT)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error:`` line and exit code 2, as every other
+    bad input of the commands (argparse's own print the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        exit_bad_input(message)
 
 
 def config_error_line(err: CompactHydraException) -> str:
     """Hydra's report of ``err`` (and of the OmegaConf error under it) as one line; for a key the
     recipe does not have, the recipe's own message (Hydra's suggests adding it with ``+``)."""
-    from torchrl_awr.builders import FREE_KEYS, unknown_key_error  # the recipe's config, imported only on error
 
     overridden = re.match(r"Could not override '([^']+)'", str(err))
     if overridden and isinstance(err.__cause__, (ConfigKeyError, ConfigAttributeError)):

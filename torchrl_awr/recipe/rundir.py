@@ -1,7 +1,8 @@
 """A run directory belongs to one run: created only when the run can start, claimed by a new
 run, locked while a run lives in it, its logs cut back to the checkpoint a resume starts from,
 and cleaned of what an interrupted save left behind, by name. A run never deletes a file it
-did not write: a directory that holds anything else is refused."""
+did not write: a directory that holds anything else is refused. Its saved config is read here
+for every command that reads a run (resume, evaluate, export, a dataset from its buffer)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from torchrl_awr.checkpoint import partial_writes
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from torchrl_awr.checkpoint import CheckpointError, partial_writes
+from torchrl_awr.recipe.compose import compose_config
 from torchrl_awr.video import PARTIAL_VIDEO_NAME
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.yaml"
 LOCK_NAME = ".lock"
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A run directory's checkpoint, or ``path`` itself when it names a file."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
 class RunDirectoryError(RuntimeError):
@@ -79,6 +91,25 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / CONFIG_NAME
+
+    def saved_config(self, config_name: str = "config") -> DictConfig:
+        """The run's ``config.yaml`` over its own task's preset (of the ``config_name`` config), in
+        struct mode: keys that configs saved by earlier versions lack take the preset's values,
+        and keys they have that the preset lacks are kept."""
+        if not self.config.is_file():
+            raise CheckpointError(f"No config.yaml beside {self.checkpoint}; it holds the run's settings.")
+        try:
+            saved = OmegaConf.load(self.config)
+        except (yaml.YAMLError, OmegaConfBaseException) as err:
+            raise CheckpointError(f"{self.config} is not a readable run config: {err}") from err
+        task = OmegaConf.select(saved, "task_name")
+        if not task:
+            raise CheckpointError(f"{self.config} names no task (task_name); it is not a torchrl-awr run config.")
+        preset = compose_config(f"task={task}", config_name=config_name)
+        OmegaConf.set_struct(preset, False)
+        cfg = OmegaConf.merge(preset, saved)
+        OmegaConf.set_struct(cfg, True)
+        return cfg
 
     def holds_run(self) -> bool:
         """Whether a run has started here (its config is written when it starts)."""
@@ -165,12 +196,11 @@ class RunDir:
             removed.append(path)
         return removed
 
-
-def truncate_logs(run_dir: str | Path, frames: int) -> None:
-    """Drops every CSV log row after ``frames`` samples: a resumed run redoes those iterations,
-    so each sample count appears once."""
-    for path in (Path(run_dir) / "logs" / "scalars").rglob("*.csv"):
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and float(line.split(",", 1)[0]) <= frames]
-        if len(kept) != len(lines):
-            path.write_text("".join(kept))
+    def truncate_logs(self, frames: int) -> None:
+        """Drops every CSV log row after ``frames`` samples: a resumed run redoes those
+        iterations, so each sample count appears once."""
+        for path in (self.path / "logs" / "scalars").rglob("*.csv"):
+            lines = path.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if line.strip() and float(line.split(",", 1)[0]) <= frames]
+            if len(kept) != len(lines):
+                path.write_text("".join(kept))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from torchrl_awr.network import connect_error
+from torchrl_awr.recipe.network import connect_error
 
 RAY_EXTRA = "pip install -e '.[ray]'"
 LOCAL_ADDRESSES = (None, "local")

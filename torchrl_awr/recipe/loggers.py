@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import Logger, get_logger
 from torchrl.record.loggers.mlflow import MLFlowLogger  # imports mlflow only when one is made
 
-from torchrl_awr.network import connect_error
+from torchrl_awr.recipe.network import connect_error
 
 LOGGERS = ("csv", "tensorboard", "wandb", "mlflow", "none")
 # The package each backend needs; the extra of the same name installs it.

@@ -7,10 +7,10 @@
     torchrl-awr dataset make --from policy outputs/hopper/<run> --out data/hopper-medium
     torchrl-awr plot outputs/hopper/<run>
 
-Each subcommand is a module's command (``train``: :mod:`torchrl_awr.train`, the same as
-``recipes/mujoco_awr.py``; the others: ``python -m torchrl_awr.evaluate|export|datasets|plotting``)
-with the same arguments and exit codes: 0 done, 2 bad input (one ``error:`` line), 130 stopped,
-3 a failed collector (training). Only the chosen subcommand's module is imported.
+Each subcommand is a module of this package (``train``: :mod:`torchrl_awr.commands.train`, the
+same as ``recipes/mujoco_awr.py``), on one exit contract (:mod:`torchrl_awr.commands.errors`): 0
+done, 2 bad input (one ``error:`` line), 3 the collector lost (training), 130 stopped. Only the
+chosen subcommand's module is imported.
 """
 
 from __future__ import annotations
@@ -19,22 +19,28 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from torchrl_awr.runs import exit_bad_input
-
 PROG = "torchrl-awr"
 
 # subcommand -> (module, its main, what it does)
 COMMANDS = {
-    "train": ("torchrl_awr.train", "main", "train a policy: Hydra overrides (task=hopper seed=3 ...), -m, --help"),
+    "train": (
+        "torchrl_awr.commands.train",
+        "main",
+        "train a policy: Hydra overrides (task=hopper seed=3 ...), -m, --help",
+    ),
     "train-offline": (
-        "torchrl_awr.train",
+        "torchrl_awr.commands.train",
         "offline_main",
         "train from a dataset (dataset=<directory or Minari id>), config offline.yaml",
     ),
-    "evaluate": ("torchrl_awr.evaluate", "main", "re-evaluate a run's policy (RUN [--episodes N] [--json] ...)"),
-    "export": ("torchrl_awr.export", "main", "export a run's policy as ONNX or torch.export (RUN [--format])"),
-    "dataset": ("torchrl_awr.datasets", "main", "make a dataset for offline training (make --from ...)"),
-    "plot": ("torchrl_awr.plotting", "main", "plot a run's learning curves (RUN)"),
+    "evaluate": (
+        "torchrl_awr.commands.evaluate",
+        "main",
+        "re-evaluate a run's policy (RUN [--episodes N] [--json] ...)",
+    ),
+    "export": ("torchrl_awr.commands.export", "main", "export a run's policy as ONNX or torch.export (RUN [--format])"),
+    "dataset": ("torchrl_awr.commands.dataset", "main", "make a dataset for offline training (make --from ...)"),
+    "plot": ("torchrl_awr.commands.plot", "main", "plot a run's learning curves (RUN)"),
 }
 HYDRA_COMMANDS = ("train", "train-offline")
 
@@ -63,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print(f"{PROG} {__version__}")
         return
+    from torchrl_awr.commands.errors import exit_bad_input  # loads the recipe: not for --help
+
     if not argv:
         exit_bad_input(f"give a command: {', '.join(COMMANDS)} ({PROG} --help says what each does).")
     name, rest = argv[0], argv[1:]
@@ -80,7 +88,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         command()
     finally:
         sys.argv = saved
-
-
-if __name__ == "__main__":
-    main()

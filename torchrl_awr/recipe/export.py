@@ -1,8 +1,5 @@
-"""Exports a trained run's deterministic policy as one standalone file, to act without torchrl.
-
-    python -m torchrl_awr.export outputs/hopper/<run>                  # <run>/policy.onnx
-    python -m torchrl_awr.export outputs/hopper/<run> --format pt2     # <run>/policy.pt2
-    python -m torchrl_awr.export <run>/checkpoint.pt --out hopper.onnx
+"""A trained run's deterministic policy as one standalone file, to act without torchrl
+(``torchrl-awr export``).
 
 The policy maps observations ``[batch, obs_dim]`` (float32) to the action the deterministic
 evaluation takes, with the run's frozen observation normaliser inside: for the Gaussian actors
@@ -14,8 +11,8 @@ run's sample count. Load it with::
     onnxruntime.InferenceSession("policy.onnx").run(None, {"observation": obs})[0]
     torch.export.load("policy.pt2").module()(obs)
 
-``--format onnx`` needs ``pip install onnx onnxscript`` (torch's ``torch.export``-based ONNX
-exporter). Exit codes: 0 when written, 2 for bad input (one ``error:`` line).
+The ONNX format needs ``pip install onnx onnxscript`` (torch's ``torch.export``-based ONNX
+exporter).
 """
 
 from __future__ import annotations
@@ -29,9 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from torchrl_awr.builders import env_kwargs
 from torchrl_awr.models import action_bounds
-from torchrl_awr.runs import BAD_INPUT, CommandParser, TrainedRun, exit_bad_input, load_run
+from torchrl_awr.recipe.compose import env_kwargs
+from torchrl_awr.recipe.trained import TrainedRun
 
 FORMATS = ("onnx", "pt2")
 INPUT_NAME, OUTPUT_NAME = "observation", "action"
@@ -148,30 +145,3 @@ def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
     metadata = policy_metadata(run, fmt)
     Path(f"{out}.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    parser = CommandParser(
-        prog=prog or "python -m torchrl_awr.export",
-        description="Export a trained run's deterministic policy (observation -> action) as ONNX or torch.export.",
-    )
-    parser.add_argument("run", type=Path, help="the run directory, or its checkpoint file")
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or pt2 (torch.export)")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: <run dir>/policy.<format>)")
-    args = parser.parse_args(argv)
-    try:
-        if args.out is not None:
-            check_output(args.out)  # before any work
-        run = load_run(args.run)
-        out = args.out
-        if out is None:
-            out = run.checkpoint.parent / f"policy.{args.format}"
-            check_output(out)
-        metadata = export_policy(run, out, args.format)
-    except BAD_INPUT as err:
-        exit_bad_input(err)
-    print(f"wrote {out} and {out}.json: the {metadata['env_id']} policy at {run.trained}")
-
-
-if __name__ == "__main__":
-    main()

@@ -27,82 +27,45 @@
     python benchmarks/learning.py figure --root docs/results_data/fresh --long-root docs/results_data/long \
         --tasks walker2d ant --seeds 20 21 22 23 24 --figure docs/fresh_seeds.png
 
-Each run is ``python recipes/mujoco_awr.py task=T seed=S collector.total_frames=F`` with the
-recipe's defaults, writing to ``<root>/<task>/seed<S>``; its log is ``<root>/<task>/seed<S>.log``.
+``run`` is one sweep of the train command (``torchrl-awr train -m task=... seed=...``, see
+docs/sweeps.md), each run in ``<root>/<task>/seed<S>`` with its replay buffer saved, the sweep's
+output appended to ``<root>/sweep.log``; relaunching it keeps finished runs and resumes the
+others. What is specific to the published study stays here: the fresh-seed layout, the copies for
+``--continue-from``, the milestone tables and the figures of docs/. The statistics and the
+original's numbers are the package's (``torchrl-awr report``: :mod:`torchrl_awr.recipe.report`,
+:mod:`torchrl_awr.recipe.original_awr`).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
+from torchrl_awr.recipe.original_awr import ORIGINAL, ORIGINAL_HOURS_PER_MILLION, ORIGINAL_RUNS, original_points
 from torchrl_awr.recipe.reevaluate import evaluate_run
+from torchrl_awr.recipe.report import (
+    RunCurve,
+    interpolate,
+    mean_curve,
+    mean_interval,
+    results,
+    rliable,
+    seeded,
+    task_panels,
+)
 from torchrl_awr.recipe.rundir import CHECKPOINT_NAME
 from torchrl_awr.recipe.trained import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The original AWR's test returns (mean, sd over its published runs), from ../shared/awr_reference.md.
-ORIGINAL = {
-    "halfcheetah": {250_000: (1275, 544), 500_000: (2698, 403), 1_000_000: (3955, 349), 2_000_000: (5388, 378)},
-    "hopper": {250_000: (492, 139), 500_000: (1120, 904), 1_000_000: (3326, 64), 2_000_000: (3440, 117)},
-    "walker2d": {250_000: (273, 16), 500_000: (390, 55), 1_000_000: (1777, 927), 2_000_000: (4161, 364)},
-    "ant": {250_000: (1260, 104), 500_000: (1388, 73), 1_000_000: (1238, 138), 2_000_000: (1275, 168)},
-    "humanoid": {250_000: (532, 45), 500_000: (590, 32), 1_000_000: (668, 43), 2_000_000: (1545, 1446)},
-    "lunarlander": {250_000: (-28, 62), 500_000: (140, 50), 1_000_000: (226, 6), 2_000_000: (224, 4)},
-}
-ORIGINAL_HOURS_PER_MILLION = {
-    "halfcheetah": 0.76,
-    "hopper": 0.86,
-    "walker2d": 0.81,
-    "ant": 1.00,
-    "humanoid": 0.92,
-    "lunarlander": 1.09,
-}
 MILESTONES = (250_000, 500_000, 1_000_000)
-# The original's test return of each of its runs at 1M / 2M / 5M samples (../shared/awr_reference.md).
-ORIGINAL_RUNS = {
-    "halfcheetah": {
-        1_000_000: (3997, 3357, 4027, 4244, 4150),
-        2_000_000: (5178, 4850, 5501, 5815, 5597),
-        5_000_000: (7574, 7877, 7562, 7966, 7547),
-    },
-    "hopper": {
-        1_000_000: (3263, 3407, 3343, 3290),
-        2_000_000: (3310, 3372, 3535, 3543),
-        5_000_000: (3519, 3500, 2399, 3654),
-    },
-    "walker2d": {
-        1_000_000: (2643, 831, 1157, 1362, 2890),
-        2_000_000: (4435, 3910, 3653, 4494, 4314),
-        5_000_000: (5294, 4880, 4763, 5350, 4817),
-    },
-    "ant": {
-        1_000_000: (1158, 1471, 1121, 1195, 1248),
-        2_000_000: (1484, 1407, 1131, 1099, 1255),
-        5_000_000: (2727, 2711, 2344, 2001, 2164),
-    },
-    "humanoid": {
-        1_000_000: (732, 694, 630, 636, 649),
-        2_000_000: (947, 4130, 872, 963, 813),
-        5_000_000: (2917, 5543, 5299, 3403, 5341),
-    },
-    "lunarlander": {
-        1_000_000: (228, 220, 224, 236, 224),
-        2_000_000: (227, 227, 219, 225, 221),
-        5_000_000: (239, 243, 234, 237, 235),
-    },
-}
 BUDGETS = (1_000_000, 2_000_000, 5_000_000)
 
 
@@ -135,42 +98,45 @@ def continue_from(source: Path, root: Path, jobs: list[tuple[str, int]]) -> None
         shutil.copytree(run_dir(source, task, seed), target, ignore=shutil.ignore_patterns(".lock"))
 
 
-def launch(root: Path, task: str, seed: int, frames: int, overrides: list[str]) -> str:
-    directory = run_dir(root, task, seed)
-    done = checkpoint_frames(directory)
-    if done >= frames:
-        return f"{task} seed {seed}: already at {done} samples"
-    command = [sys.executable, str(ROOT / "recipes" / "mujoco_awr.py")]
-    if done:
-        command += [f"resume={directory / CHECKPOINT_NAME}", "resume_buffer=true"]
-    elif directory.exists():  # killed before its first checkpoint: nothing to continue
-        shutil.rmtree(directory)
-    command += [
-        f"task={task}",
-        f"seed={seed}",
+def sweep_command(
+    root: Path, tasks: list[str], seeds: list[int], frames: int, jobs: int, overrides: list[str]
+) -> list[str]:
+    """The study's runs as one sweep of the train command: ``<root>/<task>/seed<S>`` each, with
+    its replay buffer saved (a relaunch resumes exactly), ``jobs`` at a time (joblib)."""
+    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
+    return [
+        sys.executable,
+        "-m",
+        "torchrl_awr",
+        "train",
+        "-m",
+        f"task={','.join(tasks)}",
+        f"seed={','.join(map(str, seeds))}",
         f"collector.total_frames={frames}",
-        f"output_dir={directory}",
         "progress=false",
         "checkpoint.save_buffer=true",
         *overrides,
+        f"hydra.sweep.dir={root}",
+        "hydra.sweep.subdir=${task_name}/seed${seed}",
+        *launcher,
     ]
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f"seed{seed}.log", "a") as log:
-        log.write(f"\n$ {' '.join(command)}\n")
+
+
+def run(
+    root: Path, tasks: list[str], seeds: list[int], frames: int, jobs: int, overrides: list[str]
+) -> tuple[int, str]:
+    """Runs the sweep (finished runs are kept, interrupted ones resume); its output goes to
+    ``<root>/sweep.log``. Returns its exit code and last screen."""
+    command = sweep_command(root, tasks, seeds, frames, jobs, overrides)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "sweep.log", "a") as log:
+        log.write(f"\n$ {shlex.join(command)}\n")
         log.flush()
-        tic = time.time()
+        start = log.tell()
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    return f"{task} seed {seed}: exit {code} after {(time.time() - tic) / 60:.1f} min"
-
-
-def interpolate(steps: list[float], values: list[float], at: float) -> float | None:
-    """Linear interpolation of a logged curve at ``at`` samples (None beyond its end)."""
-    if not steps or at > steps[-1] or at < steps[0]:
-        return None
-    for (s0, v0), (s1, v1) in zip(zip(steps, values), zip(steps[1:], values[1:])):
-        if s0 <= at <= s1:
-            return v0 + (v1 - v0) * (at - s0) / (s1 - s0)
-    return values[-1]
+    output = (root / "sweep.log").read_text()[start:].splitlines()
+    last = max((n for n, line in enumerate(output) if line.startswith("Sweep ")), default=len(output) - 1)
+    return code, "\n".join(output[last:])
 
 
 def _fmt(values: list[float]) -> str:
@@ -217,32 +183,6 @@ def report(root: Path, tasks: list[str], seeds: list[int], figure: Path | None) 
     if figure is not None:
         _plot(curves, figure)
     return table
-
-
-def task_panels(tasks: list[str], path: Path, draw, ylabel: str, xlabel: str = "samples") -> None:
-    """One panel per task (three to a row), drawn by ``draw(ax, task)``, with the shared axes,
-    grid and legend; saved as a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
-        draw(ax, task)
-        ax.set_title(task)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot(curves: dict, path: Path) -> None:
@@ -341,57 +281,6 @@ def evaluate(root: Path, tasks: list[str], seeds: list[int], episodes: int) -> s
     return "\n".join(rows)
 
 
-def seeded(seed: int):
-    """A ``RandomState`` for rliable's ``random_state``, with numpy's global RNG seeded too:
-    rliable's stratified bootstrap draws its resamples from ``np.random`` and ignores the state
-    it is given, so without this the same command gives other intervals each time."""
-    import numpy as np
-
-    np.random.seed(seed)
-    return np.random.RandomState(seed)
-
-
-def rliable():
-    """rliable's ``library`` and ``metrics`` (the ``stats`` extra), with the warning arch gives
-    about the RNG argument rliable passes it silenced."""
-    from rliable import library, metrics
-
-    warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
-    return library, metrics
-
-
-def mean_curve(curves: list[tuple[list[float], list[float]]], grid, reps: int = 2000, seed: int = 0):
-    """At each point of ``grid`` (samples): the mean return of the runs whose curves reach it
-    (interpolated) with its 95 % percentile-bootstrap CI (rliable), and how many runs that is.
-    Returns four arrays: mean, low, high, n (NaN where no run reaches the point)."""
-    import numpy as np
-
-    library, metrics = rliable()
-    random_state = seeded(seed)
-    mean, low, high, count = (np.full(len(grid), np.nan) for _ in range(4))
-    for i, at in enumerate(grid):
-        values = [v for v in (interpolate(steps, returns, at) for steps, returns in curves) if v is not None]
-        count[i] = len(values)
-        if not values:
-            continue
-        scores = np.array(values, dtype=float)[:, None]
-        estimate, interval = library.get_interval_estimates(
-            {"runs": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
-        )
-        mean[i] = float(estimate["runs"])
-        low[i], high[i] = interval["runs"][:, 0]
-    return mean, low, high, count
-
-
-def original_points(task: str) -> dict[int, tuple[float, float]]:
-    """The original's mean ± sd at each budget it published: 250k-2M from ORIGINAL, 5M from its runs."""
-    points = dict(ORIGINAL.get(task, {}))
-    runs = ORIGINAL_RUNS.get(task, {}).get(5_000_000)
-    if runs:
-        points[5_000_000] = (statistics.mean(runs), statistics.stdev(runs))
-    return points
-
-
 def figure(
     root: Path,
     tasks: list[str],
@@ -464,22 +353,16 @@ def returns_at(root: Path, task: str, seeds: list[int], samples: int) -> list[fl
     return list(returns_by_seed(root, task, seeds, samples).values())
 
 
-def mean_interval(values: list[float], reps: int, random_state) -> tuple[float, float, float]:
-    """The mean of ``values`` (one per run) with its 95 % percentile-bootstrap interval (rliable)."""
-    import numpy as np
-
-    library, metrics = rliable()
-    scores = np.array(values, dtype=float)[:, None]  # [runs, 1 task], as rliable takes them
-    means, intervals = library.get_interval_estimates(
-        {"ours": scores}, metrics.aggregate_mean, reps=reps, random_state=random_state
-    )
-    low, high = intervals["ours"][:, 0]
-    return float(means["ours"]), float(low), float(high)
+def layout_runs(root: Path, task: str, seeds: list[int]) -> list[RunCurve]:
+    """The runs of ``<root>/<task>/seed<S>`` that logged an evaluation, as the report reads runs."""
+    curves = [(run_dir(root, task, seed), read_scalar(run_dir(root, task, seed), EVAL_RETURN)) for seed in seeds]
+    return [RunCurve(directory, task, steps, values) for directory, (steps, values) in curves if steps]
 
 
 def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], reps: int = 20_000, seed: int = 0) -> str:
-    """The report's table: per task, at each budget of ``roots`` (samples -> the runs' root),
-    our runs' mean with its 95 % bootstrap interval and n, beside the original's mean ± sd."""
+    """The report's table (``torchrl-awr report``'s numbers, laid out one row per task): at each
+    budget of ``roots`` (samples -> the runs' root), our runs' mean with its 95 % bootstrap
+    interval and n, beside the original's mean ± sd."""
 
     budgets = sorted(roots)
     rows = [
@@ -491,12 +374,11 @@ def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], re
     for task in tasks:
         cells = []
         for budget in budgets:
-            ours = returns_at(roots[budget], task, seeds, budget)
-            if ours:
-                mean, low, high = mean_interval(ours, reps, seeded(seed))
-                cells.append(f"{mean:.0f} [{low:.0f}, {high:.0f}] (n={len(ours)})")
-            else:
-                cells.append("–")
+            found = results(layout_runs(roots[budget], task, seeds), (budget,), reps=reps, seed=seed)
+            ours = found[0] if found else None
+            cells.append(
+                f"{ours['mean']:.0f} [{ours['ci_low']:.0f}, {ours['ci_high']:.0f}] (n={ours['n']})" if ours else "–"
+            )
             original = ORIGINAL_RUNS.get(task, {}).get(budget)
             cells.append(f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f}" if original else "–")
         rows.append(f"| {task} | " + " | ".join(cells) + " |")
@@ -638,89 +520,85 @@ def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "command",
-        choices=("run", "report", "export", "evaluate", "takeoff", "stats", "summary", "figure", "figures"),
-    )
-    parser.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--frames", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one core each)")
-    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "learning")
-    parser.add_argument(
-        "--continue-from", type=Path, default=None, help="run: start missing runs as copies of this root's"
-    )
-    parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
-    parser.add_argument("--table", type=Path, default=None, help="also write the table here")
-    parser.add_argument("--figure", type=Path, default=None, help="learning-curve PNG")
-    parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data", help="export target")
-    parser.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data", help="figures: the logs")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="figures: where the figures go")
-    parser.add_argument(
-        "--long-root",
-        type=Path,
-        default=None,
-        help="the runs to 5M (summary: read at 5M, default --root; figure: drawn on)",
-    )
-    parser.add_argument(
-        "--against", type=Path, default=None, help="stats: compare with these runs instead of the original's"
-    )
-    parser.add_argument(
-        "--against-seeds", nargs="+", type=int, default=None, help="stats: the --against runs' seeds (default: --seeds)"
-    )
-    parser.add_argument("--episodes", type=int, default=32, help="episodes per policy (evaluate)")
-    parser.add_argument("--threshold", type=float, default=2000.0, help="evaluation return (takeoff)")
-    parser.add_argument("--reps", type=int, default=None, help="bootstrap resamples (stats: 20000, figure: 2000)")
-    parser.add_argument("--early", type=float, default=200_000, help="samples for the diagnostics (takeoff)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, about: str, *, runs: bool = True, root: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=about, description=about)
+        if runs:
+            sub.add_argument("--tasks", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
+            sub.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+        if root:
+            sub.add_argument("--root", type=Path, default=ROOT / "runs" / "learning", help="<root>/<task>/seed<S>")
+        return sub
+
+    sub = command("run", "run (or go on with) tasks x seeds as one sweep of the train command")
+    sub.add_argument("--frames", type=int, default=1_000_000)
+    sub.add_argument("--jobs", type=int, default=2, help="runs in parallel (joblib; one core each)")
+    sub.add_argument("--continue-from", type=Path, default=None, help="start missing runs as copies of this root's")
+    sub.add_argument("--override", action="append", default=[], help="Hydra override for every run")
+    sub = command("report", "milestone table (and every run's curve with --figure)")
+    sub.add_argument("--table", type=Path, help="also write the table here")
+    sub.add_argument("--figure", type=Path, help="learning-curve PNG")
+    sub = command("export", "copy the logs the report reads into --to")
+    sub.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data")
+    sub = command("evaluate", "re-evaluate each run's last checkpoint, deterministic and stochastic")
+    sub.add_argument("--episodes", type=int, default=32)
+    sub = command("takeoff", "when each run's evaluation first reached --threshold")
+    sub.add_argument("--threshold", type=float, default=2000.0)
+    sub.add_argument("--early", type=float, default=200_000, help="samples for the diagnostics")
+    sub = command("stats", "per task and budget: mean [95 % CI], IQM, P(ours > baseline) (rliable)")
+    sub.add_argument("--against", type=Path, help="compare with these runs instead of the original's")
+    sub.add_argument("--against-seeds", nargs="+", type=int, help="the --against runs' seeds (default: --seeds)")
+    sub.add_argument("--reps", type=int, default=20_000)
+    sub.add_argument("--table", type=Path, help="also write the table here")
+    sub = command("summary", "the report's table: mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)")
+    sub.add_argument("--long-root", type=Path, help="the runs to 5M (default: --root)")
+    sub.add_argument("--reps", type=int, default=20_000)
+    sub = command("figure", "mean curve with a 95 % band per task, continued by --long-root's runs")
+    sub.add_argument("--figure", type=Path, required=True)
+    sub.add_argument("--long-root", type=Path)
+    sub.add_argument("--reps", type=int, default=2000)
+    sub = command("figures", "every figure in docs/, redrawn from --data", runs=False, root=False)
+    sub.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data")
+    sub.add_argument("--out", type=Path, default=ROOT / "docs")
+    sub.add_argument("--reps", type=int, default=2000)
     args = parser.parse_args(argv)
+
     if args.command == "run":
-        jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
         if args.continue_from is not None:
-            continue_from(args.continue_from, args.root, jobs)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for line in pool.map(lambda job: launch(args.root, *job, args.frames, args.override), jobs):
-                print(line, flush=True)
-    if args.command == "export":
+            continue_from(args.continue_from, args.root, [(task, seed) for seed in args.seeds for task in args.tasks])
+        code, screen = run(args.root, args.tasks, args.seeds, args.frames, args.jobs, args.override)
+        print(screen, flush=True)
+        if code:
+            raise SystemExit(code)
+    elif args.command == "export":
         export(args.root, args.to, args.tasks, args.seeds)
-    if args.command == "evaluate":
+    elif args.command == "evaluate":
         print(evaluate(args.root, args.tasks, args.seeds, args.episodes))
-        return
-    if args.command == "takeoff":
+    elif args.command == "takeoff":
         print(takeoff(args.root, args.tasks, args.seeds, args.threshold, args.early))
-        return
-    if args.command == "figure":
-        if args.figure is None:
-            parser.error("figure needs --figure PATH")
-        figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps or 2000, long_root=args.long_root)
-        return
-    if args.command == "figures":
-        for path in figures(args.data, args.out, reps=args.reps or 2000):
+    elif args.command == "figure":
+        figure(args.root, args.tasks, args.seeds, args.figure, reps=args.reps, long_root=args.long_root)
+    elif args.command == "figures":
+        for path in figures(args.data, args.out, reps=args.reps):
             print(path)
-        return
-    if args.command == "summary":
-        long_root = args.long_root or args.root
-        roots = {1_000_000: args.root, 2_000_000: args.root, 5_000_000: long_root}
-        print(summary_table(roots, args.tasks, args.seeds, reps=args.reps or 20_000))
-        return
-    if args.command == "stats":
+    elif args.command == "summary":
+        roots = {1_000_000: args.root, 2_000_000: args.root, 5_000_000: args.long_root or args.root}
+        print(summary_table(roots, args.tasks, args.seeds, reps=args.reps))
+    elif args.command == "stats":
         if args.against_seeds and args.against is None:
             parser.error("--against-seeds names the seeds of the --against runs: give --against too")
         table = stats_table(
-            args.root,
-            args.tasks,
-            args.seeds,
-            reps=args.reps or 20_000,
-            against=args.against,
-            against_seeds=args.against_seeds,
+            args.root, args.tasks, args.seeds, reps=args.reps, against=args.against, against_seeds=args.against_seeds
         )
         print(table)
         if args.table is not None:
             args.table.write_text(table + "\n")
-        return
-    table = report(args.root, args.tasks, args.seeds, args.figure)
-    print(table)
-    if args.table is not None:
-        args.table.write_text(table + "\n")
+    else:  # report
+        table = report(args.root, args.tasks, args.seeds, args.figure)
+        print(table)
+        if args.table is not None:
+            args.table.write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -93,18 +93,26 @@ def test_interpolate():
 
 
 def test_learning_runs_resume_and_report(tmp_path, capsys):
-    """The command's entry point in this process; each run it launches is the recipe's command."""
-    overrides = [arg for o in SMALL for arg in ("--override", o)]
+    """The command's entry point in this process; its runs are one sweep of the train command."""
+    overrides = [
+        arg for o in SMALL if not o.startswith(("task=", "collector.total_frames=")) for arg in ("--override", o)
+    ]
     command = ["run", "--tasks", "hopper", "--seeds", "0", "--jobs", "1", "--root", str(tmp_path), *overrides]
     learning.main([*command, "--frames", "512"])
-    assert capsys.readouterr().out.startswith("hopper seed 0: exit 0"), (tmp_path / "hopper" / "seed0.log").read_text()
+    assert capsys.readouterr().out.startswith(f"Sweep {tmp_path}: 1 runs, 1 finished."), (
+        tmp_path / "sweep.log"
+    ).read_text()
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 512
-    assert learning.launch(tmp_path, "hopper", 0, 512, []) == "hopper seed 0: already at 512 samples"
-    learning.main([*command, "--frames", "768", "--figure", str(tmp_path / "fig.png")])
+    learning.main([*command, "--frames", "512"])
+    assert capsys.readouterr().out.startswith(f"Sweep {tmp_path}: 1 runs, 1 finished (1 before this launch).")
+    learning.main([*command, "--frames", "768"])
+    learning.main(
+        ["report", "--tasks", "hopper", "--seeds", "0", "--root", str(tmp_path), "--figure", str(tmp_path / "fig.png")]
+    )
     longer = capsys.readouterr().out
-    assert "exit 0" in longer, (tmp_path / "hopper" / "seed0.log").read_text()
+    assert "1 runs, 1 finished." in longer, (tmp_path / "sweep.log").read_text()
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768  # resumed, not restarted
-    assert "resume=" in (tmp_path / "hopper" / "seed0.log").read_text()
+    assert "(resumed at 512)" in (tmp_path / "sweep.log").read_text()
     assert "| hopper | 1 |" in longer
     # Further in a root of its own: a copy of the finished run resumes there, the source is left as it was.
     further = ["run", "--tasks", "hopper", "--jobs", "1", "--root", str(tmp_path / "long"), *overrides]
@@ -112,10 +120,10 @@ def test_learning_runs_resume_and_report(tmp_path, capsys):
         learning.main([*further, "--seeds", "0", "1", "--frames", "1024", "--continue-from", str(tmp_path)])
     assert not (tmp_path / "long").exists()  # refused before anything was copied or run
     learning.main([*further, "--seeds", "0", "--frames", "1024", "--continue-from", str(tmp_path)])
-    assert "exit 0" in capsys.readouterr().out, (tmp_path / "long" / "hopper" / "seed0.log").read_text()
+    assert "1 runs, 1 finished." in capsys.readouterr().out, (tmp_path / "long" / "sweep.log").read_text()
     assert learning.checkpoint_frames(tmp_path / "long" / "hopper" / "seed0") == 1024
     assert learning.checkpoint_frames(tmp_path / "hopper" / "seed0") == 768
-    assert "resume=" in (tmp_path / "long" / "hopper" / "seed0.log").read_text()
+    assert "(resumed at 768)" in (tmp_path / "long" / "sweep.log").read_text()
     assert (tmp_path / "fig.png").stat().st_size > 0
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)

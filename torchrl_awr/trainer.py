@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -157,6 +157,9 @@ class AWRTrainer:
             default :func:`~torchrl_awr.store.batches_continue` of the collector. If false, the
             last step of every batch is cut, so TD(lambda) bootstraps V(s') there instead of
             running into another worker's trajectory.
+        after_evaluation: called after each evaluation with the progress (samples; iterations
+            offline) and its metrics; when it returns True, training ends there (a checkpoint
+            is saved, :attr:`stopped_early` is set), as a hyperparameter search's pruner asks.
     """
 
     def __init__(
@@ -179,6 +182,7 @@ class AWRTrainer:
         progress: bool = True,
         contiguous_batches: bool | None = None,
         dataset: TensorDictBase | None = None,
+        after_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
     ):
         self.config = config or AWRTrainerConfig()
         self.config.validate()
@@ -213,9 +217,11 @@ class AWRTrainer:
         if contiguous_batches is None:
             contiguous_batches = collector is None or batches_continue(collector)
         self.contiguous_batches = contiguous_batches
+        self.after_evaluation = after_evaluation
         self.frames = 0
         self.iteration = 0
         self.interrupted = False
+        self.stopped_early = False
         self.wall_time = 0.0
         self.last_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -408,7 +414,7 @@ class AWRTrainer:
                 self.std_schedule.step(self.frames)
             self._send_weights()  # the first batch comes from these weights
             collector_iter = iter(self.collector)
-        self.interrupted = False
+        self.interrupted = self.stopped_early = False
         last_train = None
         tick = time.perf_counter()
         with _StopRequest() as stop:
@@ -442,6 +448,8 @@ class AWRTrainer:
                         if self.video is not None:
                             with timer("video"):
                                 self.video(self.frames, self.logger)
+                        if self.after_evaluation is not None and self.after_evaluation(self.progress(), self.last_eval):
+                            self.stopped_early = last = True
                     # Wall time is closed before saving, so the checkpoint and the log agree; the
                     # save itself is counted in the next iteration's wall time.
                     now = time.perf_counter()
@@ -462,6 +470,8 @@ class AWRTrainer:
                         eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
                         train=f"{last_train:.1f}" if last_train is not None else "-",
                     )
+                    if self.stopped_early:
+                        break
                 if stop.requested:
                     self.interrupted = True
                     if self.checkpoint_path is not None:

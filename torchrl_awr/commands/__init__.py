@@ -6,6 +6,7 @@
     torchrl-awr export outputs/hopper/<run>
     torchrl-awr dataset make --from policy outputs/hopper/<run> --out data/hopper-medium
     torchrl-awr plot outputs/hopper/<run>
+    torchrl-awr report multirun/<sweep>
 
 Each subcommand is a module of this package (``train``: :mod:`torchrl_awr.commands.train`, the
 same as ``recipes/mujoco_awr.py``), on one exit contract (:mod:`torchrl_awr.commands.errors`): 0
@@ -41,6 +42,7 @@ COMMANDS = {
     "export": ("torchrl_awr.commands.export", "main", "export a run's policy as ONNX or torch.export (RUN [--format])"),
     "dataset": ("torchrl_awr.commands.dataset", "main", "make a dataset for offline training (make --from ...)"),
     "plot": ("torchrl_awr.commands.plot", "main", "plot a run's learning curves (RUN)"),
+    "report": ("torchrl_awr.commands.report", "main", "results table and figure of any set of runs (RUNS...)"),
 }
 HYDRA_COMMANDS = ("train", "train-offline")
 

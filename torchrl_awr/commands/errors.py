@@ -68,7 +68,7 @@ def config_error_line(err: CompactHydraException) -> str:
     overridden = re.match(r"Could not override '([^']+)'", str(err))
     if overridden and isinstance(err.__cause__, (ConfigKeyError, ConfigAttributeError)):
         key = overridden.group(1)
-        if not key.startswith(tuple(f"{free}." for free in FREE_KEYS)):
+        if not key.startswith(("hydra.", *(f"{free}." for free in FREE_KEYS))):
             return str(unknown_key_error([key]))
         return " ".join(line.strip() for line in str(err).splitlines())  # "To append to your config use +..."
     parts = [str(err)]

@@ -15,6 +15,7 @@ to resume from), 1 for anything else.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from torchrl_awr.commands.errors import (
@@ -34,23 +36,45 @@ from torchrl_awr.commands.errors import (
     config_errors_exit_2,
     exit_bad_input,
 )
+from torchrl_awr.commands.sweeps import sweep_job
 from torchrl_awr.recipe.compose import CONFIG_DIR
 from torchrl_awr.recipe.rundir import RunDir
 from torchrl_awr.recipe.training import interrupted_state, run_dir_of, train
-from torchrl_awr.trainer import CollectorFailure
+from torchrl_awr.trainer import AWRTrainer, CollectorFailure
 
 
-def entry(cfg: DictConfig) -> None:
-    """The command: runs ``cfg`` (or the run it resumes) and exits with the commands' codes."""
+def entry(cfg: DictConfig) -> float | None:
+    """The command: runs ``cfg`` (or the run it resumes) and exits with the commands' codes; in a
+    sweep (``-m``), one of its runs (:func:`torchrl_awr.commands.sweeps.sweep_job`)."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return sweep_job(cfg)
+    code, message, _ = run_command(cfg)
+    if message:
+        print(message, file=sys.stderr)
+    if code:
+        sys.exit(code)
+    return None
+
+
+def run_command(
+    cfg: DictConfig, run_dir: Path | None = None, *, last: bool = True, **train_kwargs
+) -> tuple[int, str | None, AWRTrainer | None]:
+    """Trains ``cfg`` (in ``run_dir``, the run's directory when the caller knows it) as the
+    command does: ``(exit code, the message for it, the trainer)``. An error of the user's input,
+    a lost collector and Ctrl-C become their codes; anything else (a bug) is raised. After the
+    ``last`` run of a process, Ctrl-C and SIGTERM are ignored (the exit must not be cut short);
+    otherwise (a sweep's run) they are what they were."""
     # Library INFO lines (TorchRL's storage shapes, PyOpenGL's missing accelerator) are not the user's.
     for name in ("torchrl", "OpenGL"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    previous = {stop: signal.getsignal(stop) for stop in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # until training starts, SIGTERM is Ctrl-C
-    run_dir, message = None, None
+    hydra_config = HydraConfig.get()
+    code, message, trainer = 0, None, None
     try:
-        run_dir = run_dir_of(cfg)
-        hydra_config = HydraConfig.get()
-        trainer = train(cfg, overrides=hydra_config.overrides.task, config_name=hydra_config.job.config_name)
+        run_dir = run_dir or run_dir_of(cfg)
+        overrides = train_kwargs.pop("overrides", hydra_config.overrides.task)
+        trainer = train(cfg, overrides=overrides, config_name=hydra_config.job.config_name, **train_kwargs)
         code = INTERRUPTED_EXIT if trainer.interrupted else 0
     except BAD_INPUT as err:
         code, message = BAD_INPUT_EXIT, f"error: {err}"
@@ -58,15 +82,13 @@ def entry(cfg: DictConfig) -> None:
         code, message = COLLECTOR_LOST_EXIT, f"error: {err}{continue_hint(run_dir)}"
     except KeyboardInterrupt:
         code, message = INTERRUPTED_EXIT, f"Stopped at once: {interrupted_state(run_dir)}"
-    for stop in (signal.SIGINT, signal.SIGTERM):  # the run is over: one more signal must not cut the exit short
-        signal.signal(stop, signal.SIG_IGN)
-    # What a failed collector left (TorchRL's weight-sync objects) is finalised now: at interpreter
-    # exit their finaliser would start a thread, which deadlocks there.
-    gc.collect()
-    if message:
-        print(message, file=sys.stderr)
-    if code:
-        sys.exit(code)
+    finally:
+        for stop, handler in previous.items():  # the run is over: one more signal must not cut the exit short
+            signal.signal(stop, signal.SIG_IGN if last else handler)
+        # What a failed collector left (TorchRL's weight-sync objects) is finalised now: at interpreter
+        # exit their finaliser would start a thread, which deadlocks there.
+        gc.collect()
+    return code, message, trainer
 
 
 def continue_hint(run_dir: Path | None) -> str:
@@ -81,8 +103,22 @@ def hydra_main(config_name: str, task: Callable[[DictConfig], None]) -> Callable
     ``offline``): Hydra's command line (overrides, ``-m``, ``--help``) and config errors as one
     ``error:`` line, exit 2."""
     return config_errors_exit_2(
-        hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(task)
+        sweep_stops_at_once(hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(task))
     )
+
+
+def sweep_stops_at_once(main: Callable[[], None]) -> Callable[[], None]:
+    """A sweep stopped by Ctrl-C (a single run handles its own) ends with one line and exit 130."""
+
+    @functools.wraps(main)
+    def wrapped() -> None:
+        try:
+            main()
+        except KeyboardInterrupt:
+            print("Sweep stopped: relaunch the same command to resume its runs.", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT)
+
+    return wrapped
 
 
 def offline_entry(program: str) -> Callable[[DictConfig], None]:

@@ -263,9 +263,10 @@ def make_dataset(cfg: DictConfig, name: str, env) -> TensorDict:
     return data
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTrainer:
-    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer`: online, with a
-    collector; offline (``dataset`` set), with the dataset, loaded and checked first.
+def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device, **trainer_kwargs) -> AWRTrainer:
+    """Every component built from ``cfg`` and handed to an :class:`AWRTrainer` (with
+    ``trainer_kwargs``, e.g. ``after_evaluation``): online, with a collector; offline
+    (``dataset`` set), with the dataset, loaded and checked first.
 
     The collector, whose worker processes must be shut down, is built last and shut down if the
     trainer cannot be made.
@@ -291,6 +292,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> AWRTra
         save_buffer=cfg.checkpoint.save_buffer and dataset is None,
         device=device,
         progress=cfg.progress,
+        **trainer_kwargs,
     )
     if dataset is not None:
         return AWRTrainer(dataset=dataset, **parts)

@@ -11,7 +11,7 @@ else is done.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,20 +27,33 @@ from torchrl_awr.recipe.rundir import CHECKPOINT_NAME, RunDir, checkpoint_path
 from torchrl_awr.trainer import AWRTrainer
 
 
-def train(cfg: DictConfig, *, overrides: Sequence[str] = (), config_name: str = "config") -> AWRTrainer:
+def train(
+    cfg: DictConfig,
+    *,
+    overrides: Sequence[str] = (),
+    config_name: str = "config",
+    state: dict | None = None,
+    after_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
+) -> AWRTrainer:
     """Runs ``cfg``: a new run, or with ``resume=`` the run it names over its saved config with the
     keys of ``overrides`` (the command line's ``key=value`` strings) taken from ``cfg``.
-    ``config_name`` is the config ``cfg`` was composed from (``config``, or ``offline``)."""
-    state = None
+    ``config_name`` is the config ``cfg`` was composed from (``config``, or ``offline``);
+    ``state``: the checkpoint ``resume=`` names, if the caller has read it already;
+    ``after_evaluation``: the trainer's (a search's pruner)."""
     if cfg.resume:
         checkpoint = checkpoint_path(cfg.resume)
-        if checkpoint.is_file():
+        if state is None and checkpoint.is_file():
             state = load_checkpoint(checkpoint)  # a corrupt checkpoint is named first
         cfg = resume_config(cfg, overrides, config_name)
-    return run(cfg, run_dir_of(cfg), state)
+    return run(cfg, run_dir_of(cfg), state, after_evaluation=after_evaluation)
 
 
-def run(cfg: DictConfig, run_dir: Path, state: dict | None = None) -> AWRTrainer:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    state: dict | None = None,
+    after_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
+) -> AWRTrainer:
     """Builds every component from ``cfg``, trains, and writes the learning-curve plot. ``state``:
     the checkpoint ``resume=`` names, read; None for a new run, or a resumed one that stopped
     before its first checkpoint, which starts over.
@@ -72,7 +85,7 @@ def run(cfg: DictConfig, run_dir: Path, state: dict | None = None) -> AWRTrainer
             cfg.logger.run_id = secrets.token_hex(8)  # saved in config.yaml: a resume logs into the same W&B run
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        trainer = make_trainer(cfg, run_dir, device)
+        trainer = make_trainer(cfg, run_dir, device, after_evaluation=after_evaluation)
         try:
             if state is not None:
                 resume_from(cfg, trainer, checkpoint, state)
@@ -138,7 +151,7 @@ def resume_config(cfg: DictConfig, overrides: Sequence[str], config_name: str = 
             f"resume: the run trains with optim.name={resumed.optim.name}, whose state its checkpoint holds; "
             f"optim.name={cfg.optim.name} cannot take it over (its learning rates and momentum can change)."
         )
-    for key in keys - {"task"}:
+    for key in (keys - {"task"}) | {"resume", "resume_buffer"}:  # the last two are this launch's, not the run's
         OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     return resumed
 
@@ -221,6 +234,8 @@ def end_screen(cfg: DictConfig, run_dir: Path, trainer: AWRTrainer) -> str:
     reached = f"{trainer.iteration:,} iterations" if trainer.offline else f"{trainer.frames:,} samples"
     if trainer.interrupted:
         head = f"Stopped at {reached} ({minutes:.1f} min); continue with resume={run_dir / CHECKPOINT_NAME}"
+    elif trainer.stopped_early:
+        head = f"Stopped early by the search's pruner at {reached} ({minutes:.1f} min)"
     else:
         head = f"Done: {reached} in {minutes:.1f} min"
     last = trainer.last_eval

@@ -17,7 +17,7 @@ import pytest
 
 from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.recipe.training import train
-from torchrl_awr.recipe.tuning import TrialReporter, default_storage, open_study, search_space
+from torchrl_awr.recipe.tuning import TrialReporter, default_storage, open_study, search_space, trial_overrides
 
 from recipe_helpers import SMALL, compose_config, read_csv
 
@@ -130,12 +130,17 @@ def test_an_optuna_study_runs_its_trials_and_resumes(tmp_path):
 def test_the_search_space_comes_from_the_command_lines_sweeps():
     fixed, space = search_space(
         ["task=hopper", "seed=3", "loss.beta=tag(log, interval(0.1, 3))", "train.actor_steps=range(500, 1501, 500)"],
-        {"optim.name": "choice(sgd, adam)"},
+        {"optim.name": "choice(sgd, adam)", "model.hidden_sizes": "choice([128,64],[256,256])"},
     )
     assert fixed == ["task=hopper", "seed=3"]
     assert space["loss.beta"] == optuna.distributions.FloatDistribution(0.1, 3.0, log=True)
     assert space["train.actor_steps"] == optuna.distributions.IntDistribution(500, 1500, step=500)
     assert space["optim.name"] == optuna.distributions.CategoricalDistribution(["sgd", "adam"])
+    assert space["model.hidden_sizes"] == optuna.distributions.CategoricalDistribution(["[128,64]", "[256,256]"])
+    trial = optuna.trial.FixedTrial({"optim.name": "adam", "model.hidden_sizes": "[256,256]"})
+    for key in ("optim.name", "model.hidden_sizes"):
+        trial.suggest_categorical(key, space[key].choices)
+    assert trial_overrides(trial) == ["optim.name='adam'", "model.hidden_sizes=[256,256]"]
     with pytest.raises(ValueError, match="must be a sweep"):
         search_space([], {"loss.beta": "0.5"})
 

@@ -36,8 +36,8 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
     integers (or floats) with its step, ``interval`` -> a float (an integer if both ends are),
     on a log scale when tagged ``log``."""
     value = override.value()
-    if isinstance(value, ChoiceSweep):
-        return optuna.distributions.CategoricalDistribution(list(value.list))
+    if isinstance(value, ChoiceSweep):  # lists (model.hidden_sizes) as their override text: Optuna's are scalars
+        return optuna.distributions.CategoricalDistribution([override_text(choice) for choice in value.list])
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
         last = start + step * (math.ceil((stop - start) / step) - 1)  # Hydra's range stops before stop
@@ -113,9 +113,23 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def override_text(value):
+    """A choice as Optuna keeps it: a number, a bool or a string as it is, a list or a mapping as
+    the text of the override grammar (``[256,256]``), which the trial's override gives back."""
+    if isinstance(value, list):
+        return "[" + ",".join(str(override_text(item)) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{override_text(item)}" for key, item in value.items()) + "}"
+    return value
+
+
 def trial_overrides(trial: optuna.Trial) -> list[str]:
-    """A trial's sampled values as the command line's ``key=value`` overrides."""
-    return [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in trial.params.items()]
+    """A trial's sampled values as the command line's ``key=value`` overrides: a string quoted
+    unless it is a list's or mapping's override text."""
+    return [
+        f"{key}={value!r}" if isinstance(value, str) and not value.startswith(("[", "{")) else f"{key}={value}"
+        for key, value in trial.params.items()
+    ]
 
 
 def tell(study: optuna.Study, number: int, value: float | None) -> None:

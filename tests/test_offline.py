@@ -4,6 +4,7 @@ offline-to-online."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -203,6 +204,7 @@ def test_the_offline_command_trains_resumes_and_then_goes_online(hopper_data, tm
     size = load_dataset(hopper_data)[1]["transitions"]
     assert f"dataset    {hopper_data} ({size:,} transitions), offline" in first.stdout
     assert "Done: 2 iterations" in first.stdout
+    assert re.search(r"^iteration 2 of 2: eval -?\d+\.\d ± \d+\.\d \(\d+\.\d min\)$", first.stdout, re.M)
     resumed = run_command(
         tmp_path, "resume=off/checkpoint.pt", "offline.iterations=4", small=False, script=OFFLINE_RECIPE
     )

@@ -178,7 +178,13 @@ def test_command_line_run_and_resume(tmp_path):
         "samples    512 (new run)",
         f"run        {out}",
     ]
+    # Not a terminal: a line says why the first iteration is slow, then one line per evaluation.
+    assert lines[4] == "compiling the update steps (torch.compile): the first iteration takes longer"
+    assert re.fullmatch(
+        r"512 samples, iteration 2 of 512: eval -?\d+\.\d ± \d+\.\d(, train -?\d+\.\d)? \(\d+\.\d min\)", lines[5]
+    )
     assert lines[-5].startswith("Done: 512 samples in ") and lines[-4].startswith("evaluation ")
+    assert " deterministic episodes at 512 samples (mean length " in lines[-4]
     assert lines[-3:] == [
         f"checkpoint {out / 'checkpoint.pt'}",
         f"logs       {out / 'logs' / 'scalars'}",
@@ -403,7 +409,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(stop, tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
         recipe_command(
-            "collector.total_frames=10000000", "checkpoint.interval=1000", "eval.interval=0", f"output_dir={out}"
+            "collector.total_frames=10000000", "checkpoint.interval=1000", "eval.interval=1000", f"output_dir={out}"
         ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -433,6 +439,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(stop, tmp_path):
             process.kill()
     assert process.returncode == 130, stderr[-3000:]  # interrupted, not finished
     assert f"Interrupted: checkpoint saved to {out / 'checkpoint.pt'}" in stdout + stderr
+    assert "Stopping: the checkpoint is saved after this iteration (again: stop at once, unsaved)." in stderr
+    assert "evaluation none yet (one every 1000 iterations, and at the end)" in stdout
     state = load_checkpoint(out / "checkpoint.pt")
     logged = read_csv(out, "frames")
     assert state["counters"]["frames"] >= 256 and state["counters"]["iteration"] >= 1

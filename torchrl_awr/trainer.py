@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -24,7 +25,6 @@ from tensordict import TensorDictBase
 from torchrl.collectors import BaseCollector
 from torchrl.data import ReplayBuffer
 from torchrl.record.loggers import Logger
-from tqdm.auto import tqdm
 
 from torchrl_awr.checkpoint import (
     fitting,
@@ -40,6 +40,7 @@ from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import AWRLoss
 from torchrl_awr.messages import first_line
 from torchrl_awr.models import ObservationNormalizer
+from torchrl_awr.progress import ProgressDisplay
 from torchrl_awr.store import TrajectoryStore, batches_continue
 from torchrl_awr.updates import UpdateStep
 from torchrl_awr.validation import check_settings
@@ -153,6 +154,8 @@ class AWRTrainer:
         checkpoint_path: where checkpoints go; ``save_buffer`` also dumps the replay buffer
             next to it so a resume continues with the same data.
         device: where targets and updates run. Defaults to the critic's device.
+        progress: ``True`` or ``"auto"``: a progress bar on a terminal, one line per evaluation
+            otherwise (a log file); ``"bar"``, ``"lines"``, or ``False``/``"none"`` for nothing.
         contiguous_batches: whether each batch continues the previous one env by env; by
             default :func:`~torchrl_awr.store.batches_continue` of the collector. If false, the
             last step of every batch is cut, so TD(lambda) bootstraps V(s') there instead of
@@ -179,7 +182,7 @@ class AWRTrainer:
         checkpoint_path: str | Path | None = None,
         save_buffer: bool = False,
         device: torch.device | str | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         contiguous_batches: bool | None = None,
         dataset: TensorDictBase | None = None,
         after_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
@@ -224,6 +227,7 @@ class AWRTrainer:
         self.stopped_early = False
         self.wall_time = 0.0
         self.last_eval: dict[str, float] = {}
+        self.last_eval_at: int | None = None  # the progress (samples; iterations offline) it was measured at
         self.history: list[dict[str, float]] = []
         self._saved_frames: int | None = None  # the sample count of the last checkpoint written or loaded
         self._collector_lost = False  # a worker died or hung: its shutdown is not waited for long
@@ -399,13 +403,9 @@ class AWRTrainer:
         """
         config = self.config
         total = config.total_iterations if self.offline else config.total_frames
-        bar = tqdm(
-            total=total,
-            initial=min(self.progress(), total),
-            unit="iterations" if self.offline else "samples",
-            disable=not self.show_progress,
-            dynamic_ncols=True,
-        )
+        display = ProgressDisplay(self.show_progress, total=total, initial=self.progress(), offline=self.offline)
+        if self.config.compile and self._critic_step.names is None:  # no step taken yet: none compiled
+            display.note("compiling the update steps (torch.compile): the first iteration takes longer")
         collector_iter = None
         if self.offline:
             self._prepare_dataset()
@@ -441,9 +441,11 @@ class AWRTrainer:
                     progress_before = self.progress()
                     metrics = self._iterate(batch, timer)
                     last = self.progress() >= total
-                    if self._due(config.eval_interval, last) and self.evaluator is not None:
+                    evaluated = self._due(config.eval_interval, last) and self.evaluator is not None
+                    if evaluated:
                         with timer("eval"):
                             self.last_eval = self.evaluator()
+                        self.last_eval_at = self.progress()
                         metrics.update(self.last_eval)
                         if self.video is not None:
                             with timer("video"):
@@ -464,11 +466,13 @@ class AWRTrainer:
                     # the newest finished episodes' return (none finish in most batches of a
                     # task with 1000-step episodes)
                     last_train = metrics.get("train/return_mean", last_train)
-                    bar.update(self.progress() - progress_before)
-                    bar.set_postfix(
-                        iter=self.iteration,
-                        eval=f"{self.last_eval['eval/return_mean']:.1f}" if self.last_eval else "-",
-                        train=f"{last_train:.1f}" if last_train is not None else "-",
+                    display.update(
+                        self.progress() - progress_before,
+                        self.progress(),
+                        iteration=self.iteration,
+                        evaluation=self.last_eval if evaluated else {},
+                        train_return=last_train,
+                        minutes=self.wall_time / 60,
                     )
                     if self.stopped_early:
                         break
@@ -476,9 +480,9 @@ class AWRTrainer:
                     self.interrupted = True
                     if self.checkpoint_path is not None:
                         self.save(self.checkpoint_path)
-                        bar.write(f"Interrupted: checkpoint saved to {self.checkpoint_path}")
+                        display.note(f"Interrupted: checkpoint saved to {self.checkpoint_path}")
             finally:
-                bar.close()
+                display.close()
         return self.history
 
     def shutdown(self) -> None:
@@ -515,6 +519,7 @@ class AWRTrainer:
                 "iteration": self.iteration,
                 "wall_time": self.wall_time,
                 "last_eval": self.last_eval,
+                "last_eval_at": self.last_eval_at,
             },
             "store": self.store.state_dict(),
             "dataset": self._dataset_fingerprint,
@@ -534,6 +539,7 @@ class AWRTrainer:
         self.iteration = counters["iteration"]
         self.wall_time = counters["wall_time"]
         self.last_eval = counters["last_eval"]
+        self.last_eval_at = counters.get("last_eval_at")  # None in checkpoints written before it was kept
         if state.get("dataset") != self._dataset_fingerprint:
             raise ValueError(
                 f"the checkpoint was trained on {_describe_data(state.get('dataset'))}; this trainer has "
@@ -645,6 +651,8 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        # Said at once (a compiling first iteration can take a minute); os.write is safe in a handler.
+        os.write(2, b"\nStopping: the checkpoint is saved after this iteration (again: stop at once, unsaved).\n")
         if self._interruptible:
             raise _StopWaiting
 

@@ -291,7 +291,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, device: torch.device, **trainer
         checkpoint_path=run_dir / CHECKPOINT_NAME,
         save_buffer=cfg.checkpoint.save_buffer and dataset is None,
         device=device,
-        progress=cfg.progress,
+        progress="auto" if cfg.progress else "lines",  # false: no bar, still a line per evaluation
         **trainer_kwargs,
     )
     if dataset is not None:

@@ -238,14 +238,17 @@ def end_screen(cfg: DictConfig, run_dir: Path, trainer: AWRTrainer) -> str:
         head = f"Stopped early by the search's pruner at {reached} ({minutes:.1f} min)"
     else:
         head = f"Done: {reached} in {minutes:.1f} min"
-    last = trainer.last_eval
+    last, unit = trainer.last_eval, "iterations" if trainer.offline else "samples"
     if last:
+        at = f" at {trainer.last_eval_at:,} {unit}" if trainer.last_eval_at is not None else ""
         evaluation = (
             f"{last['eval/return_mean']:.1f} ± {last['eval/return_std']:.1f} over {cfg.eval.episodes} deterministic "
-            f"episodes (mean length {last['eval/episode_length_mean']:.0f})"
+            f"episodes{at} (mean length {last['eval/episode_length_mean']:.0f})"
         )
-    else:
+    elif not cfg.eval.interval:
         evaluation = "none (eval.interval=0)"
+    else:
+        evaluation = f"none yet (one every {cfg.eval.interval} iterations, and at the end)"
     lines = [
         head,
         f"evaluation {evaluation}",

@@ -1,5 +1,6 @@
 """The README's AWRLoss example runs as written."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,16 @@ def test_readme_trainer_example_trains(capsys):
     assert trainer.frames == 1024 and trainer.iteration == 4
     assert capsys.readouterr().out.strip().startswith("1024 samples, last loss_actor ")
     assert trainer.store.chronological().shape == (1, 1024)
+
+
+def test_readme_script_example_runs_as_a_script(tmp_path):
+    """The script example as a file, run as a user runs it: its collector starts worker
+    processes, which import the script again (without its ``__main__`` guard it would hang)."""
+    (tmp_path / "example.py").write_text(readme_example("script"))
+    result = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(r"8192 samples, evaluation return -?\d+\.\d", result.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "runs" / "pendulum" / "logs" / "scalars" / "frames.csv").is_file()
 
 
 def test_readme_install_commands_match_ci():

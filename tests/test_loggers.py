@@ -26,6 +26,13 @@ def test_tensorboard_gets_scalars_videos_and_a_plot(tmp_path):
     assert [(video.step, video.width, video.height) for video in videos] == [(512, 64, 48), (1024, 64, 48)]
     assert videos[0].encoded_image_string[:6] == b"GIF89a"
     assert not (tmp_path / "logs" / "scalars").exists()
+    # The config in TensorBoard's HPARAMS tab, in the run's own folder.
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["loss.beta"].number_value == 1.0 and hparams["env.name"].string_value == "Hopper-v5"
+    assert hparams["model.hidden_sizes"].string_value == "[128, 64]"
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # from the trainer's history
     assert sorted(path.name for path in (tmp_path / "videos").iterdir()) == ["1024.mp4", "512.mp4"]
 
@@ -96,6 +103,8 @@ def test_mlflow_gets_each_runs_scalars_and_ends_its_run(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path.resolve() / 'b' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("awr-test").experiment_id])
     assert run.info.status == "FINISHED"
+    assert run.info.run_name == "b"  # the run directory's name, not one MLflow draws
+    assert run.data.params["loss.beta"] == "1.0" and run.data.params["task_name"] == "hopper"
     history = client.get_metric_history(run.info.run_id, "eval/return_mean")
     assert [metric.step for metric in history] == [512, 1024]
     assert [metric.step for metric in client.get_metric_history(run.info.run_id, "loss_actor")] == [256, 512, 768, 1024]

@@ -1,4 +1,5 @@
-"""TorchRL's loggers as the recipe configures them: each writes into the run directory."""
+"""TorchRL's loggers as the recipe configures them: each writes into the run directory, and each
+tracker gets the run's hyperparameters (its config) and name."""
 
 from __future__ import annotations
 
@@ -108,12 +109,33 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> Logger | None:
     if backend == "none":
         return None
     if backend == "mlflow":
-        return RunEndingMLFlowLogger(exp_name=cfg.logger.project, tracking_uri=mlflow_uri(cfg, run_dir))
-    kwargs = {}
-    if backend == "wandb":
+        logger = RunEndingMLFlowLogger(exp_name=cfg.logger.project, tracking_uri=mlflow_uri(cfg, run_dir))
+        logger.name_run(Path(run_dir).name)
+        logger.log_hparams(hyperparameters(cfg))
+        return logger
+    if backend == "wandb":  # W&B takes the whole config as its run's config
         config = OmegaConf.to_container(cfg, resolve=True)
-        kwargs["wandb_kwargs"] = {"project": cfg.logger.project, "config": config, "id": cfg.logger.run_id}
-    return get_logger(backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
+        kwargs = {"wandb_kwargs": {"project": cfg.logger.project, "config": config, "id": cfg.logger.run_id}}
+        return get_logger(backend, logger_name=str(run_dir), experiment_name="logs", **kwargs)
+    logger = get_logger(backend, logger_name=str(run_dir), experiment_name="logs")
+    if backend == "tensorboard":  # TensorBoard's HPARAMS tab, in the run's own folder (not a dated one beside it)
+        logger.experiment.add_hparams(hyperparameters(cfg), {}, run_name=".")
+    return logger
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, str | int | float | bool]:
+    """The run's config as flat ``{dotted key: value}``, lists and nulls as text, as trackers take them."""
+
+    def flat(node: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        return items
+
+    return flat(OmegaConf.to_container(cfg, resolve=True))
 
 
 def hide_logged_after(logger: Logger | None, step: int) -> None:
@@ -131,6 +153,12 @@ def hide_logged_after(logger: Logger | None, step: int) -> None:
 class RunEndingMLFlowLogger(MLFlowLogger):
     """TorchRL's MLflow logger, which also ends its MLflow run when closed: MLflow keeps one
     active run per process, so another run in the same process could not start otherwise."""
+
+    def name_run(self, name: str) -> None:
+        """Names its MLflow run (MLflow would draw a random name)."""
+        import mlflow
+
+        mlflow.set_tag("mlflow.runName", name)
 
     def shutdown(self, timeout: float | None = None) -> None:
         import mlflow

@@ -40,7 +40,7 @@ def test_the_public_api_imports_no_hydra():
 def test_help_lists_every_command(capsys):
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0 and out.startswith("usage: torchrl-awr <command>")
-    for name in ("train", "train-offline", "evaluate", "export", "dataset", "plot"):
+    for name in ("train", "train-offline", "evaluate", "export", "dataset", "plot", "report"):
         assert f"  {name} " in out
 
 
@@ -59,6 +59,7 @@ def test_an_unknown_or_missing_command_is_one_error_line_exit_2(capsys, argv):
         ("export", "--format"),
         ("dataset", "make"),
         ("plot", "run_dir"),
+        ("report", "--budgets"),
     ],
 )
 def test_each_command_has_its_help(capsys, name, says):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -33,8 +35,19 @@ def test_tensorboard_gets_scalars_videos_and_a_plot(tmp_path):
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert hparams["loss.beta"].number_value == 1.0 and hparams["env.name"].string_value == "Hopper-v5"
     assert hparams["model.hidden_sizes"].string_value == "[128, 64]"
-    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # from the trainer's history
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "learning_curve.png").unlink()  # torchrl-awr plot draws it again, from the event files
+    assert plot_command(tmp_path).stdout.strip() == str(tmp_path / "learning_curve.png")
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(path.name for path in (tmp_path / "videos").iterdir()) == ["1024.mp4", "512.mp4"]
+
+
+def plot_command(run_dir, code: int = 0):
+    result = subprocess.run(
+        [sys.executable, "-m", "torchrl_awr", "plot", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == code, result.stderr[-2000:]
+    return result
 
 
 def wandb_records(run_dir) -> list:
@@ -75,6 +88,11 @@ def test_wandb_offline_gets_scalars_videos_and_a_resume_continues_its_run(tmp_pa
     run_dir = tmp_path / "run"
     run_recipe(run_dir, "logger.backend=wandb", *VIDEO, "collector.total_frames=512")
     run_id = yaml.safe_load((run_dir / "config.yaml").read_text())["logger"]["run_id"]
+    # W&B keeps the history and plots it: torchrl-awr plot says so in one line.
+    refused = plot_command(run_dir, code=2).stderr
+    assert (
+        refused.startswith(f"error: the run logged to W&B (run {run_id} of project ") and len(refused.splitlines()) == 1
+    )
     assert run_id and len(run_id) == 16
     (first,) = (run_dir / "wandb").glob(f"offline-run-*-{run_id}")
     history = wandb_history(first)
@@ -108,3 +126,5 @@ def test_mlflow_gets_each_runs_scalars_and_ends_its_run(tmp_path):
     history = client.get_metric_history(run.info.run_id, "eval/return_mean")
     assert [metric.step for metric in history] == [512, 1024]
     assert [metric.step for metric in client.get_metric_history(run.info.run_id, "loss_actor")] == [256, 512, 768, 1024]
+    (tmp_path / "b" / "learning_curve.png").unlink()  # torchrl-awr plot draws it again, from MLflow's database
+    assert plot_command(tmp_path / "b").stdout.strip() == str(tmp_path / "b" / "learning_curve.png")

@@ -54,7 +54,7 @@ def plot_curves(
     """Plots return curves (label -> (steps, returns)); ``reference`` maps samples to (mean, sd)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (steps, values) in curves.items():
-        ax.plot(steps, values, label=label)
+        ax.plot(steps, values, label=label, marker="o" if len(steps) == 1 else None)  # a lone point shows
     if reference:
         plot_reference(ax, reference, "original AWR (mean ± sd)")
     ax.set_xlabel(xlabel)
@@ -69,24 +69,11 @@ def plot_curves(
     return path
 
 
-def plot_run(run_dir: str | Path, xlabel: str = "environment samples") -> Path | None:
-    """Writes ``learning_curve.png`` in ``run_dir`` from its logs (logged against ``xlabel``);
-    None when nothing was logged."""
-    curves = {
-        label: read_scalar(run_dir, name)
-        for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN))
-    }
-    curves = {label: curve for label, curve in curves.items() if curve[0]}
-    if not curves:
-        return None
-    return plot_curves(curves, Path(run_dir) / "learning_curve.png", title=Path(run_dir).name, xlabel=xlabel)
-
-
 def plot_history(
     history: Sequence[Mapping[str, float]], path: str | Path, *, title: str = "", xlabel: str = "environment samples"
 ) -> Path | None:
-    """The same plot from a trainer's in-memory history (for runs not logged to CSV): against
-    samples (``frames``), or iterations for an offline run's history."""
+    """The learning-curve plot from a trainer's in-memory history (for a run whose logger keeps
+    none to read back): against samples (``frames``), or iterations for an offline run's."""
     step = "frames" if any("frames" in row for row in history) else "iteration"
     curves = {}
     for label, name in (("eval (deterministic)", EVAL_RETURN), ("train (stochastic)", TRAIN_RETURN)):

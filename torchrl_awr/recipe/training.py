@@ -19,10 +19,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from torchrl_awr.checkpoint import BufferDumpError, CheckpointError, check_room_to_continue, load_checkpoint
-from torchrl_awr.plotting import plot_history, plot_run
+from torchrl_awr.plotting import plot_curves, plot_history
 from torchrl_awr.recipe.compose import envs_per_batch, resolve_device, validate_config
 from torchrl_awr.recipe.factories import make_dataset, make_trainer, probe_env
 from torchrl_awr.recipe.loggers import hide_logged_after, mlflow_uri
+from torchrl_awr.recipe.run_logs import logged_curves
 from torchrl_awr.recipe.rundir import CHECKPOINT_NAME, RunDir, checkpoint_path
 from torchrl_awr.trainer import AWRTrainer
 
@@ -100,11 +101,23 @@ def run(
             trainer.train()
         finally:
             trainer.shutdown()
-        xlabel = "iterations" if trainer.offline else "environment samples"
-        if plot_run(run_dir, xlabel=xlabel) is None:
-            plot_history(trainer.history, run_dir / "learning_curve.png", title=run_dir.name, xlabel=xlabel)
+        plot_learning_curve(cfg, run_dir, trainer.history)
     print(end_screen(cfg, run_dir, trainer), flush=True)
     return trainer
+
+
+def plot_learning_curve(cfg: DictConfig, run_dir: Path, history: list | None = None) -> Path | None:
+    """``<run_dir>/learning_curve.png`` from what the run logged (all its sessions), or from a
+    trainer's ``history`` where the logger keeps nothing to read back (W&B, none)."""
+    xlabel = "iterations" if cfg.dataset else "environment samples"
+    path = Path(run_dir) / "learning_curve.png"
+    try:
+        curves = logged_curves(cfg, Path(run_dir))
+    except ValueError:
+        curves = {}
+    if curves:
+        return plot_curves(curves, path, title=Path(run_dir).name, xlabel=xlabel)
+    return plot_history(history or [], path, title=Path(run_dir).name, xlabel=xlabel)
 
 
 def resume_from(cfg: DictConfig, trainer: AWRTrainer, checkpoint: Path, state: dict) -> None:

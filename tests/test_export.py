@@ -7,6 +7,8 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -162,3 +164,17 @@ def test_command_line_error_has_no_traceback(tmp_path):
     result = run_module("torchrl_awr", "export", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: No checkpoint at {tmp_path / 'nowhere'}.", result.stderr
+
+
+def test_the_onnx_command_prints_only_its_own_line(runs, tmp_path):
+    """torch's exporter notes (torchvision operators it skips, a pytree deprecation) are not the
+    user's: the command says what it wrote, and nothing else."""
+    out = tmp_path / "policy.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "torchrl_awr", "export", str(runs["normal"]), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.splitlines() == [f"wrote {out} and {out}.json: the Hopper-v5 policy at 512 samples"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -265,14 +266,22 @@ def test_bad_offline_settings_fail_before_training(hopper_data, tmp_path, monkey
 
 
 # ---------------------------------------------------------------- Minari
-def test_a_minari_dataset_round_trips_through_torchrls_loader(hopper_data, tmp_path, monkeypatch):
+def test_a_minari_dataset_round_trips_through_torchrls_loader(hopper_data, tmp_path, monkeypatch, capsys):
     """``make --minari`` writes the same episodes into the local Minari store that TorchRL's
-    ``MinariExperienceReplay`` then reads for ``dataset=<id>``, value for value."""
+    ``MinariExperienceReplay`` then reads for ``dataset=<id>``, value for value; neither says
+    more than its own line (Minari's advice to name an author, the loader's per-episode bar)."""
     pytest.importorskip("minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    main(["make", "--from", "random", "--task", "hopper", "--episodes", "40", "--envs", "4", "--minari", "awr/h-v0"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(
+            ["make", "--from", "random", "--task", "hopper", "--episodes", "40", "--envs", "4", "--minari", "awr/h-v0"]
+        )
+    assert not [w for w in caught if "is set to None" in str(w.message)]
     ours, _ = load_dataset(hopper_data)
+    capsys.readouterr()
     theirs, meta = load_minari("awr/h-v0")
+    assert capsys.readouterr() == ("", "")
     assert meta["env_id"] == "Hopper-v5" and meta["episodes"] == 40
     for key in ours.keys(True, True):
         assert torch.equal(ours[key], theirs[key]), key

@@ -15,14 +15,17 @@ Minari datasets live in the local Minari store (``MINARI_DATASETS_PATH``, by def
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
+import tqdm as tqdm_module
 from tensordict import TensorDict, TensorDictBase
 
 MINARI_EXTRA = "pip install -e '.[offline]'"
@@ -201,21 +204,25 @@ def _patched_minari_loader():
     """TorchRL 0.14's ``MinariExperienceReplay`` fills the dataset in memory, then writes it with
     ``TensorDict.memmap_like``, which allocates the files without copying: every value reads
     back as zero. While active, that call writes the content (``memmap``), and the loader's INFO
-    lines (the whole data structure) are silenced."""
+    lines (the whole data structure) and its progress bar (a line per episode in a log file) are
+    silenced."""
     original = TensorDict.memmap_like
     torchrl_logger = logging.getLogger("torchrl")
     level = torchrl_logger.level
+    bar = tqdm_module.tqdm  # the loader imports it from its module when it runs
 
     def memmap_like(self, prefix=None, *args, **kwargs):
         return self.memmap(prefix) if type(self) is TensorDict else original(self, prefix, *args, **kwargs)
 
     TensorDict.memmap_like = memmap_like
     torchrl_logger.setLevel(logging.WARNING)
+    tqdm_module.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
         TensorDict.memmap_like = original
         torchrl_logger.setLevel(level)
+        tqdm_module.tqdm = bar
 
 
 def check_new_minari_id(dataset_id: str):
@@ -250,9 +257,13 @@ def write_minari(data: TensorDictBase, dataset_id: str, env_id: str, source: dic
                 infos={},
             )
         )
-    minari.create_dataset_from_buffers(
-        dataset_id, buffers, env=env_id, algorithm_name="torchrl-awr", description=json.dumps(source)
-    )
+    with warnings.catch_warnings():  # Minari's advice to name an author, a code link and an eval env
+        warnings.filterwarnings(
+            "ignore", r"`(code_permalink|author|author_email|eval_env)` is set to None", UserWarning
+        )
+        minari.create_dataset_from_buffers(
+            dataset_id, buffers, env=env_id, algorithm_name="torchrl-awr", description=json.dumps(source)
+        )
     return minari_root() / dataset_id
 
 

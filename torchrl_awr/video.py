@@ -9,9 +9,12 @@ MP4 is encoded by the ffmpeg that ``imageio-ffmpeg`` bundles; TensorBoard (as a 
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import importlib.util
 import os
+import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -33,6 +36,20 @@ PARTIAL_VIDEO_NAME = "recording.mp4.tmp"  # the video being written, renamed to 
 
 class RenderError(RuntimeError):
     """The task cannot be rendered on this machine with the chosen renderer."""
+
+
+def _collect_failed_viewer(err: BaseException) -> None:
+    """gymnasium's ``OffScreenViewer`` whose GL context failed to start is left half made, and
+    its ``__del__`` fails again when it is collected (Python prints that as "Exception ignored
+    in ..."): the failed render's frames, which hold it, are cleared and it is collected here,
+    that second failure dropped."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        traceback.clear_frames(err.__traceback__)
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
 
 
 def use_renderer(name: str | None) -> str:
@@ -127,11 +144,13 @@ class EpisodeVideo:
                 warnings.simplefilter("ignore")
                 self.frame_shape = tuple(self.env.render().shape[1:])
         except Exception as err:  # OpenGL's failures come as many types; each means "cannot render here"
+            cause = f"{type(err).__name__}: {err}"
+            _collect_failed_viewer(err)
             raise RenderError(
                 f"eval.video: {env.env_name} cannot be rendered with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                f"({type(err).__name__}: {err}). Without a display use eval.video_renderer=egl (libEGL, e.g. "
+                f"({cause}). Without a display use eval.video_renderer=egl (libEGL, e.g. "
                 "Debian's libegl1) or osmesa (libOSMesa); glfw needs a display."
-            ) from err
+            ) from None
 
     @torch.no_grad()
     def record(self) -> torch.Tensor:

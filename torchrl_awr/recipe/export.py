@@ -17,10 +17,14 @@ exporter).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -123,6 +127,21 @@ def check_output(out: Path) -> None:
         raise PermissionError(f"--out {out}: no file can be written in {directory} ({err.strerror}).") from None
 
 
+@contextlib.contextmanager
+def quiet_onnx_exporter() -> Iterator[None]:
+    """torch's ONNX exporter without its notes that are not the user's: one line per torchvision
+    operator it skips (torchvision is not a dependency) and a deprecation inside torch's pytree."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
     """Writes the policy of ``run`` to ``out`` in ``fmt`` and its metadata to ``<out>.json``;
     returns the metadata. The batch dimension stays dynamic."""
@@ -139,9 +158,10 @@ def export_policy(run: TrainedRun, out: Path, fmt: str) -> dict:
     if fmt == "pt2":
         torch.export.save(program, out)
     else:
-        torch.onnx.export(
-            program, f=out, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False, verbose=False
-        )
+        with quiet_onnx_exporter():
+            torch.onnx.export(
+                program, f=out, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False, verbose=False
+            )
     metadata = policy_metadata(run, fmt)
     Path(f"{out}.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata

@@ -1,5 +1,6 @@
 """The README's AWRLoss example runs as written."""
 
+import logging
 import re
 import subprocess
 import sys
@@ -33,12 +34,14 @@ def test_readme_loss_example_trains(capsys):
     assert 0 < losses["weight_ess"] <= 1
 
 
-def test_readme_trainer_example_trains(capsys):
+def test_readme_trainer_example_trains(capfd, caplog):
     namespace: dict = {}
     exec(compile(readme_example("trainer"), str(README), "exec"), namespace)
     trainer = namespace["trainer"]
     assert trainer.frames == 1024 and trainer.iteration == 4
-    assert capsys.readouterr().out.strip().startswith("1024 samples, last loss_actor ")
+    out, err = capfd.readouterr()  # file descriptors: TorchRL's log handler holds the original streams
+    assert out.strip().startswith("1024 samples, last loss_actor ")
+    assert not [r for r in caplog.records if r.name == "torchrl" and r.levelno < logging.WARNING]  # TorchRL's INFO
     assert trainer.store.chronological().shape == (1, 1024)
 
 

@@ -19,6 +19,8 @@ TensorDict the data lives in), its ``_len_along_dim0`` (rows filled) and the wri
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import pickle
@@ -275,10 +277,12 @@ class TrajectoryStore:
         first = len(self.storage) == 0
         if first:
             self._check_room(batch)
-        if self.storage.ndim == 2:
-            self.replay_buffer.extend(batch)  # dim_extend=1: written as [T, n_envs] rows
-        else:
-            self.replay_buffer.extend(batch.transpose(0, 1).reshape(-1))  # time-major, flat
+        # The first write makes the storage, which TorchRL announces at INFO (its shape): not the user's.
+        with _torchrl_info_silenced() if first else contextlib.nullcontext():
+            if self.storage.ndim == 2:
+                self.replay_buffer.extend(batch)  # dim_extend=1: written as [T, n_envs] rows
+            else:
+                self.replay_buffer.extend(batch.transpose(0, 1).reshape(-1))  # time-major, flat
         if first:
             self._reserve_disk()
         return batch.numel()
@@ -565,3 +569,14 @@ def _resolve_batch_size(buffer_batch_size: int | None, batch_size: int | None) -
             f"({buffer_batch_size}); set one of them."
         )
     return batch_size if batch_size is not None else buffer_batch_size
+
+
+@contextlib.contextmanager
+def _torchrl_info_silenced() -> Iterator[None]:
+    logger = logging.getLogger("torchrl")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

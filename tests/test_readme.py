@@ -1,7 +1,9 @@
-"""The README's AWRLoss example runs as written."""
+"""The README and the guide (docs/guide): every example runs as written, every command is a
+command whose settings exist, the README stays a page (8 KB) and shows the results table."""
 
 import logging
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,15 @@ from torchrl_awr.recipe.compose import CONFIG_DIR
 
 from recipe_helpers import SMALL, run_recipe
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+GUIDE = sorted((ROOT / "docs" / "guide").glob("*.md"))
+PAGES = [README, *GUIDE, ROOT / "docs" / "sweeps.md"]
 
 
 def readme_example(marker: str, language: str = "python") -> str:
-    text = README.read_text()
+    """The example marked ``<!-- readme-example: marker -->`` in the README or a guide page."""
+    (text,) = [page.read_text() for page in PAGES if f"<!-- readme-example: {marker} -->" in page.read_text()]
     after = text.split(f"<!-- readme-example: {marker} -->", 1)[1]
     return after.split(f"```{language}", 1)[1].split("```", 1)[0]
 
@@ -94,13 +100,15 @@ def test_readme_offline_commands_run_as_written(tmp_path):
 
 
 def readme_commands() -> list[list[str]]:
-    """Every ``torchrl-awr`` command of the README's shell blocks, as words (comments, a leading
-    ``pip install ... &&`` and environment variables left out)."""
-    blocks = [block.split("```", 1)[0] for block in README.read_text().split("```bash")[1:]]
+    """Every ``torchrl-awr`` command of the README's and the guide's shell blocks, as words
+    (comments, a leading ``pip install ... &&`` and environment variables left out; a command
+    continued over lines with ``\\`` as one)."""
+    text = "".join(page.read_text() for page in PAGES).replace("\\\n", " ")
+    blocks = [block.split("```", 1)[0] for block in text.split("```bash")[1:]]
     commands = []
     for line in (line for block in blocks for line in block.splitlines()):
         for part in line.split("#")[0].split("&&"):
-            words = part.split()
+            words = shlex.split(part)
             while words and "=" in words[0] and not words[0].startswith("torchrl-awr"):
                 words = words[1:]  # WANDB_MODE=offline
             if words and words[0] == "torchrl-awr":
@@ -113,7 +121,7 @@ def one_run_of(arguments: list[str]) -> list[str]:
     choice; its search intervals, which a sweeper draws, and Hydra's own settings left out."""
     if "-m" not in arguments:
         return arguments
-    overrides = OverridesParser.create().parse_overrides([a.strip("'") for a in arguments if a != "-m"])
+    overrides = OverridesParser.create().parse_overrides([a for a in arguments if a != "-m"])
     run = []
     for override in overrides:
         if override.key_or_group.startswith("hydra"):
@@ -125,9 +133,13 @@ def one_run_of(arguments: list[str]) -> list[str]:
     return run
 
 
+def test_the_readme_is_a_page():
+    assert len(README.read_bytes()) <= 8192
+
+
 def test_readme_commands_are_the_commands_and_their_settings_exist():
-    """Each README command names a subcommand of ``torchrl-awr``, and each training command's
-    settings compose into its config (a renamed key or preset fails here)."""
+    """Each command of the README and the guide names a subcommand of ``torchrl-awr``, and each
+    training command's settings compose into its config (a renamed key or preset fails here)."""
     commands = readme_commands()
     assert len(commands) >= 25
     assert {c[1] for c in commands} <= set(COMMANDS), {c[1] for c in commands} - set(COMMANDS)

@@ -6,25 +6,25 @@
     python benchmarks/learning.py run --tasks hopper --seeds 0 1 2 --frames 5000000 --root runs/long \\
         --continue-from runs/learning
     # aggregate: markdown table (stdout and --table) and learning-curve figure (--figure)
-    python benchmarks/learning.py export --to docs/results_data   # keep the logs the report reads
+    python benchmarks/learning.py export --to results/data   # keep the logs the report reads
     python benchmarks/learning.py report --tasks hopper halfcheetah --figure docs/learning_curves.png
     # re-evaluate each run's last checkpoint, deterministic and stochastic policy side by side
     python benchmarks/learning.py evaluate --tasks hopper --seeds 0 1 2 3 4 --episodes 32
     # when each run's evaluation first reached a return (e.g. Hopper's stable gait)
     python benchmarks/learning.py takeoff --tasks hopper --seeds 0 1 2 3 4 --threshold 2000
     # per task and budget: mean with a 95 % bootstrap CI, IQM, P(ours > original) (rliable; extra: stats)
-    python benchmarks/learning.py stats --root docs/results_data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
+    python benchmarks/learning.py stats --root results/data/fresh --tasks walker2d ant --seeds 20 21 22 23 24
     # the same against other runs of the same seeds (e.g. a variant beside the default), or of
     # other seeds with --against-seeds
-    python benchmarks/learning.py stats --root runs/fast --against docs/results_data/fresh --tasks hopper --seeds 20 21 22
+    python benchmarks/learning.py stats --root runs/fast --against results/data/fresh --tasks hopper --seeds 20 21 22
     # the report's table: per task, mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)
-    python benchmarks/learning.py summary --root docs/results_data/fresh --long-root docs/results_data/long \\
+    python benchmarks/learning.py summary --root results/data/fresh --long-root results/data/long \\
         --tasks hopper walker2d --seeds 20 21 22 23 24
-    # every figure in docs/, redrawn from docs/results_data (FIGURES lists them)
+    # every figure in docs/, redrawn from results/data (FIGURES lists them)
     python benchmarks/learning.py figures
     # per task: our mean curve with a 95 % bootstrap band (rliable) over the original's points,
     # continued by the runs that went on to 5M (--long-root)
-    python benchmarks/learning.py figure --root docs/results_data/fresh --long-root docs/results_data/long \
+    python benchmarks/learning.py figure --root results/data/fresh --long-root results/data/long \
         --tasks walker2d ant --seeds 20 21 22 23 24 --figure docs/fresh_seeds.png
 
 ``run`` is one sweep of the train command (``torchrl-awr train -m task=... seed=...``, see
@@ -448,7 +448,7 @@ def stats_table(
 # ``report``; "mean": the mean with its bootstrap band, as ``figure``, continued by a second
 # folder's runs where one is given; "starts": every run's curve per way of starting, the folders
 # under <task>/, as ``starts_figure``; "wallclock": return against minutes of training, as
-# ``wallclock.py figure``), the data folder(s) under docs/results_data, the tasks and the seeds.
+# ``wallclock.py figure``), the data folder(s) under results/data, the tasks and the seeds.
 # ``figures`` redraws them all.
 FIGURES = (
     (
@@ -540,7 +540,7 @@ def main(argv=None) -> None:
     sub.add_argument("--table", type=Path, help="also write the table here")
     sub.add_argument("--figure", type=Path, help="learning-curve PNG")
     sub = command("export", "copy the logs the report reads into --to")
-    sub.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data")
+    sub.add_argument("--to", type=Path, default=ROOT / "results" / "data")
     sub = command("evaluate", "re-evaluate each run's last checkpoint, deterministic and stochastic")
     sub.add_argument("--episodes", type=int, default=32)
     sub = command("takeoff", "when each run's evaluation first reached --threshold")
@@ -559,7 +559,7 @@ def main(argv=None) -> None:
     sub.add_argument("--long-root", type=Path)
     sub.add_argument("--reps", type=int, default=2000)
     sub = command("figures", "every figure in docs/, redrawn from --data", runs=False, root=False)
-    sub.add_argument("--data", type=Path, default=ROOT / "docs" / "results_data")
+    sub.add_argument("--data", type=Path, default=ROOT / "results" / "data")
     sub.add_argument("--out", type=Path, default=ROOT / "docs")
     sub.add_argument("--reps", type=int, default=2000)
     args = parser.parse_args(argv)

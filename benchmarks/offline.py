@@ -10,8 +10,8 @@
         --frames 250000 --root runs/offline_online
     # keep what the report reads, then the tables (markdown); the figure: learning.py figures
     python benchmarks/offline.py export --root runs/offline --data runs/data --online runs/offline_online
-    python benchmarks/offline.py report --root docs/results_data/offline/runs --data docs/results_data/offline/data \\
-        --online docs/results_data/offline/online
+    python benchmarks/offline.py report --root results/data/offline/runs --data results/data/offline/data \\
+        --online results/data/offline/online
 
 An offline iteration is ``train.critic_steps`` (200) critic and ``train.actor_steps`` (1000)
 actor updates of 256 transitions, so ``--iterations N`` gives every method ``1000 N`` policy
@@ -240,7 +240,7 @@ def online_table(root: Path, seeds: list[int]) -> str:
 
 
 def export(root: Path, data: Path, online: Path | None, destination: Path) -> None:
-    """What the report and the figure read, into ``destination`` (docs/results_data/offline):
+    """What the report and the figure read, into ``destination`` (results/data/offline):
     each dataset's ``dataset.json``, each run's evaluation log or d3rlpy result, and the online
     runs' evaluation logs."""
     pairs = [(path, destination / "data" / path.parent.name / path.name) for path in data.glob("*/dataset.json")]
@@ -277,7 +277,7 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--d3rlpy-python", help="the python of a virtualenv with d3rlpy")
     parser.add_argument("--override", action="append", default=[], help="Hydra override for our runs (run, online)")
-    parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data" / "offline", help="export target")
+    parser.add_argument("--to", type=Path, default=ROOT / "results" / "data" / "offline", help="export target")
     args = parser.parse_args(argv)
     if args.command == "datasets":
         make_datasets(args.task, args.medium, args.expert, args.out, args.random_episodes, args.episodes)

@@ -1,7 +1,7 @@
 """Time per 1M samples against the number of Ray workers, projected from one measured run.
 
-    python benchmarks/throughput.py --task hopper --collectors multi_sync ray --out docs/perf/hopper_ray_vs_multi_sync.json
-    python benchmarks/scaling_projection.py docs/perf/hopper_ray_vs_multi_sync.json --gpu-learner-minutes 0.5
+    python benchmarks/throughput.py --task hopper --collectors multi_sync ray --out results/perf/hopper_ray_vs_multi_sync.json
+    python benchmarks/scaling_projection.py results/perf/hopper_ray_vs_multi_sync.json --gpu-learner-minutes 0.5
 
 The model, from the ``ray`` entry of the throughput JSON:
 - collection: each worker adds ``collect_samples_per_second_per_worker`` (measured with a core

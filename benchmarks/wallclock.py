@@ -3,9 +3,9 @@ RL Zoo's settings (docs/results.md), one run at a time so each has the machine t
 
     python benchmarks/wallclock.py run --tasks hopper halfcheetah --methods awr ppo sac --seeds 0 \\
         --seconds 1800 --root runs/wallclock
-    python benchmarks/wallclock.py export --root runs/wallclock      # into docs/results_data/wallclock
-    python benchmarks/wallclock.py report --root docs/results_data/wallclock   # the table (markdown)
-    python benchmarks/wallclock.py figure --root docs/results_data/wallclock --figure docs/wallclock.png
+    python benchmarks/wallclock.py export --root runs/wallclock      # into results/data/wallclock
+    python benchmarks/wallclock.py report --root results/data/wallclock   # the table (markdown)
+    python benchmarks/wallclock.py figure --root results/data/wallclock --figure docs/wallclock.png
 
 Every method's clock counts training only, evaluations excluded: ours is the run's logged
 ``wall_time`` less its logged evaluation time, SB3's is kept by ``sb3_baseline.py``. Our run is
@@ -179,7 +179,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--seconds", type=float, default=1800.0, help="training wall-clock budget of each run")
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "wallclock")
-    parser.add_argument("--to", type=Path, default=ROOT / "docs" / "results_data" / "wallclock", help="export target")
+    parser.add_argument("--to", type=Path, default=ROOT / "results" / "data" / "wallclock", help="export target")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "wallclock.png")
     parser.add_argument("--awr-eval-interval", type=int, default=25, help="our run: iterations between evaluations")
     parser.add_argument("--override", action="append", default=[], help="Hydra override for our runs")

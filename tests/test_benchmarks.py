@@ -457,14 +457,14 @@ def test_wallclock_runs_ours_and_sb3_to_a_budget_of_seconds(tmp_path, capsys):
 @pytest.mark.parametrize(
     "path",
     [
-        "docs/results_data/offline/runs/hopper-medium/awr/seed0.json",
-        "docs/results_data/offline/runs/hopper-medium/awr/seed0/logs/scalars/eval/return_mean.csv",
-        "docs/results_data/fresh/hopper/seed20/logs/scalars/eval/return_mean.csv",
-        "docs/results_data/wallclock/hopper/sac/seed0.json",
+        "results/data/offline/runs/hopper-medium/awr/seed0.json",
+        "results/data/offline/runs/hopper-medium/awr/seed0/logs/scalars/eval/return_mean.csv",
+        "results/data/fresh/hopper/seed20/logs/scalars/eval/return_mean.csv",
+        "results/data/wallclock/hopper/sac/seed0.json",
     ],
 )
 def test_exported_results_are_not_git_ignored(path):
-    """Every export lands under docs/results_data/ and must reach a clone: no ignore rule may match it."""
+    """Every export lands under results/data/ and must reach a clone: no ignore rule may match it."""
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
     assert ignored.returncode == 1
 

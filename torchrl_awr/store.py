@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDictBase
@@ -47,6 +48,9 @@ from torchrl.data.replay_buffers.samplers import (
 from torchrl.data.replay_buffers.storages import LazyMemmapStorage, TensorStorage
 from torchrl.data.replay_buffers.writers import RoundRobinWriter
 from torchrl.envs.transforms import Compose
+
+if TYPE_CHECKING:
+    from torchrl.objectives import LossModule
 
 from torchrl_awr.targets import (
     ADVANTAGE_EPS,
@@ -230,7 +234,7 @@ class TrajectoryStore:
             different is an error.
     """
 
-    def __init__(self, replay_buffer: ReplayBuffer, loss_module, *, batch_size: int | None = None):
+    def __init__(self, replay_buffer: ReplayBuffer, loss_module: LossModule, *, batch_size: int | None = None):
         self.replay_buffer = replay_buffer
         self.storage = _check_buffer(replay_buffer)
         check_torchrl_internals(replay_buffer)

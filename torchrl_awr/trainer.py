@@ -143,7 +143,8 @@ class AWRTrainer:
         loss_module: the :class:`AWRLoss`; its ``actor_network``/``critic_network`` are trained,
             its ``tensor_keys`` name the data's entries and its value estimator gives the
             discount and lambda of the buffer-wide TD(lambda) targets.
-        actor_optimizer, critic_optimizer: optimizers over the two networks' parameters.
+        actor_optimizer: the optimizer of the actor's parameters.
+        critic_optimizer: the optimizer of the critic's parameters.
         normalizer: the observation normaliser fed with every collected batch until frozen.
         std_schedule: anneals the actor's fixed std with the samples collected; set before each
             weight sync, so every batch is collected with the std of its iteration's start.

@@ -119,6 +119,7 @@ def test_a_machine_that_cannot_render_fails_at_start_up(tmp_path, renderer):
     (error,) = result.stderr.splitlines()
     assert error.startswith(f"error: eval.video: Hopper-v5 cannot be rendered with MUJOCO_GL={renderer} (")
     assert "eval.video_renderer=egl" in error
+    assert not (tmp_path / "run").exists()  # nothing left behind, not even a lock file
     assert not (tmp_path / "run" / "checkpoint.pt").exists() and "samples" not in result.stdout
 
 

@@ -28,11 +28,13 @@ class ProgressDisplay:
     def __init__(self, progress: bool | str, *, total: int, initial: int, offline: bool):
         self.mode = display_mode(progress)
         self.offline = offline
+        self.last_evaluation = "-"
         self.total = total
         self.bar = tqdm(
             total=total,
             initial=min(initial, total),
-            unit="iterations" if offline else "samples",
+            unit=" it" if offline else " samples",
+            unit_scale=not offline,  # 51.2k/1.00M: room for the returns at 80 columns
             disable=self.mode != "bar",
             dynamic_ncols=True,
         )
@@ -46,11 +48,10 @@ class ProgressDisplay:
         """After an iteration: ``done`` more counted, now at ``step``; a line when it evaluated."""
         if self.mode == "bar":
             self.bar.update(done)
-            self.bar.set_postfix(
-                iter=iteration,
-                eval=f"{evaluation['eval/return_mean']:.1f}" if evaluation else "-",
-                train=f"{train_return:.1f}" if train_return is not None else "-",
-            )
+            if evaluation:
+                self.last_evaluation = f"{evaluation['eval/return_mean']:.1f}"
+            train = f"{train_return:.1f}" if train_return is not None else "-"
+            self.bar.set_postfix_str(f"eval {self.last_evaluation} train {train}", refresh=False)
         elif self.mode == "lines" and evaluation:
             where = f"iteration {iteration:,}" if self.offline else f"{step:,} samples, iteration {iteration:,}"
             train = f", train {train_return:.1f}" if train_return is not None else ""

@@ -181,6 +181,15 @@ def test_an_environment_that_hangs_in_a_ray_worker_stops_the_run_with_exit_3(tmp
     assert len(error) == 1 and "no answer from the collector within 3 s" in error[0], result.stderr[-3000:]
 
 
+def test_a_local_ray_starts_without_rays_advice_to_cluster_owners():
+    """Ray >= 2.59 warns that a local cluster turned token authentication on: not this run's news."""
+    code = "import ray; from torchrl_awr.recipe.ray_cluster import init_ray; init_ray(None, num_cpus=1); ray.shutdown()"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}  # not this module's cluster
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Token authentication is enabled" not in result.stdout + result.stderr
+
+
 def test_an_unreachable_address_fails_within_seconds(tmp_path):
     tic = time.monotonic()
     result = run_command(tmp_path, *RAY, "collector.ray.address=127.0.0.1:1", f"output_dir={tmp_path / 'run'}")

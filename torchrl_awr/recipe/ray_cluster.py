@@ -9,6 +9,7 @@ collectors that ask for more CPUs than the cluster has wait forever, so both are
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 
 from torch import nn
@@ -78,6 +79,11 @@ def init_ray(
     else:
         check_reachable(address, connect_timeout)
         settings["address"] = address
+    # A local Ray announces that it turned token authentication on (it does so by default since
+    # Ray 2.59): advice for whoever runs a cluster, not this run's news.
+    token_setup = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = token_setup.level
+    token_setup.setLevel(logging.ERROR if address in LOCAL_ADDRESSES else level)
     try:
         ray.init(**settings)
     except ConnectionError as err:
@@ -86,6 +92,8 @@ def init_ray(
             "since Ray 2.59) accepts only drivers with RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or "
             "~/.ray/auth_token from `ray get-auth-token`)."
         ) from err
+    finally:
+        token_setup.setLevel(level)
     return True
 
 

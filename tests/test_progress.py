@@ -24,7 +24,7 @@ def test_lines_say_each_evaluation_and_nothing_else(capsys):
     evaluation = {"eval/return_mean": 12.345, "eval/return_std": 0.5}
     display.update(2048, 4096, iteration=2, evaluation=evaluation, train_return=10.0, minutes=0.25)
     display.close()
-    assert capsys.readouterr().out == "4,096 samples, iteration 2 of 4,096: eval 12.3 ± 0.5, train 10.0 (0.2 min)\n"
+    assert capsys.readouterr().out == "4,096 of 4,096 samples (iteration 2): eval 12.3 ± 0.5, train 10.0 (0.2 min)\n"
 
 
 def test_modes():

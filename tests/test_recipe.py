@@ -181,7 +181,7 @@ def test_command_line_run_and_resume(tmp_path):
     # Not a terminal: a line says why the first iteration is slow, then one line per evaluation.
     assert lines[4] == "compiling the update steps (torch.compile): the first iteration takes longer"
     assert re.fullmatch(
-        r"512 samples, iteration 2 of 512: eval -?\d+\.\d ± \d+\.\d(, train -?\d+\.\d)? \(\d+\.\d min\)", lines[5]
+        r"512 of 512 samples \(iteration 2\): eval -?\d+\.\d ± \d+\.\d(, train -?\d+\.\d)? \(\d+\.\d min\)", lines[5]
     )
     assert lines[-5].startswith("Done: 512 samples in ") and lines[-4].startswith("evaluation ")
     assert " deterministic episodes at 512 samples (mean length " in lines[-4]

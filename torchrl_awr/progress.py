@@ -53,10 +53,14 @@ class ProgressDisplay:
             train = f"{train_return:.1f}" if train_return is not None else "-"
             self.bar.set_postfix_str(f"eval {self.last_evaluation} train {train}", refresh=False)
         elif self.mode == "lines" and evaluation:
-            where = f"iteration {iteration:,}" if self.offline else f"{step:,} samples, iteration {iteration:,}"
+            where = (
+                f"iteration {iteration:,} of {self.total:,}"
+                if self.offline
+                else f"{step:,} of {self.total:,} samples (iteration {iteration:,})"
+            )
             train = f", train {train_return:.1f}" if train_return is not None else ""
             self.bar.write(
-                f"{where} of {self.total:,}: eval {evaluation['eval/return_mean']:.1f} "
+                f"{where}: eval {evaluation['eval/return_mean']:.1f} "
                 f"± {evaluation['eval/return_std']:.1f}{train} ({minutes:.1f} min)"
             )
 

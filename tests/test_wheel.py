@@ -31,7 +31,8 @@ def build_wheel(tmp_path: Path) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "torchrl_awr", source / "torchrl_awr", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("torchrl_awr", "hydra_plugins"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source]
     # This environment's setuptools (fast); one too old to build a wheel by itself (< 70.1, without
@@ -47,6 +48,7 @@ def test_the_wheel_installs_and_its_command_trains_evaluates_and_exports(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert {"torchrl_awr/recipe/config/config.yaml", "torchrl_awr/recipe/config/offline.yaml"} <= set(names)
     assert "torchrl_awr/recipe/config/task/inverted_pendulum.yaml" in names
+    assert "hydra_plugins/torchrl_awr_optuna/awr_optuna_sweeper.py" in names  # hydra/sweeper=awr_optuna
     assert any(name.endswith(".dist-info/entry_points.txt") for name in names)
 
     # A fresh environment that sees this one's packages (the dependencies: nothing is downloaded)

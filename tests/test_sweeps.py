@@ -233,3 +233,37 @@ def test_a_run_stops_where_its_after_evaluation_hook_says(tmp_path):
     assert trainer.stopped_early and not trainer.interrupted and trainer.frames == 512
     assert [step for step, _ in seen] == [256, 512] and "eval/return_mean" in seen[0][1]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["counters"]["frames"] == 512
+
+
+def test_ctrl_c_stops_the_whole_sweep_with_exit_130(tmp_path):
+    """Ctrl-C stops the run under way (its checkpoint saved) and the sweep with it: exit 130,
+    one line saying how to go on, and the next runs not begun."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torchrl_awr",
+            "train",
+            "-m",
+            *TINY,
+            "seed=0,1",
+            "collector.total_frames=100000",
+            "hydra.sweep.dir=s",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    frames = tmp_path / "s" / "seed=0" / "logs" / "scalars" / "frames.csv"
+    deadline = time.monotonic() + 120
+    while not (frames.is_file() and frames.read_text().strip()):
+        assert time.monotonic() < deadline and process.poll() is None, "the first run did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "Sweep stopped: relaunch the same command to resume its runs."
+    assert json.loads((tmp_path / "s" / "outcomes" / "job0.json").read_text())["code"] == 130
+    assert (tmp_path / "s" / "seed=0" / "checkpoint.pt").is_file() and not (tmp_path / "s" / "seed=1").exists()

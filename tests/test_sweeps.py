@@ -267,3 +267,10 @@ def test_ctrl_c_stops_the_whole_sweep_with_exit_130(tmp_path):
     assert stderr.strip().splitlines()[-1] == "Sweep stopped: relaunch the same command to resume its runs."
     assert json.loads((tmp_path / "s" / "outcomes" / "job0.json").read_text())["code"] == 130
     assert (tmp_path / "s" / "seed=0" / "checkpoint.pt").is_file() and not (tmp_path / "s" / "seed=1").exists()
+
+
+def test_the_sweeper_plugin_loads_without_optuna():
+    """Hydra imports every plugin at each start: ours must not need the tune extra to load."""
+    code = "import sys; import hydra_plugins.torchrl_awr_optuna.awr_optuna_sweeper; print('optuna' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -26,17 +26,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from torchrl_awr.recipe.tuning import (
-    OBJECTIVES,
-    default_storage,
-    finished_trials,
-    flat_params,
-    make_pruner,
-    open_study,
-    search_space,
-    tell,
-    trial_overrides,
-)
+# Optuna (the tune extra) is imported when a study runs: Hydra imports every plugin at each start,
+# and a missing package there would warn on every command of an install without the extra.
+OBJECTIVES = ("last", "best")
 
 
 @dataclass
@@ -79,6 +71,17 @@ class AWROptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list:
+        from torchrl_awr.recipe.tuning import (
+            default_storage,
+            finished_trials,
+            flat_params,
+            make_pruner,
+            open_study,
+            search_space,
+            tell,
+            trial_overrides,
+        )
+
         settings = self.settings
         params = flat_params(OmegaConf.to_container(OmegaConf.create(settings["params"])))
         arguments, space = search_space(arguments, params)

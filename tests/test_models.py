@@ -128,6 +128,20 @@ def test_make_mlp_structure_and_init():
     assert mlp(torch.randn(5, 20)).shape == (5, 7)
 
 
+def test_make_mlp_with_layer_norm_normalises_each_hidden_layer_before_its_relu():
+    mlp = make_mlp(20, (16, 8), 3, layer_norm=True)
+    kinds = [nn.Linear, nn.LayerNorm, nn.ReLU, nn.Linear, nn.LayerNorm, nn.ReLU, nn.Linear]
+    assert [type(m) for m in mlp] == kinds
+    assert [m.normalized_shape for m in mlp if isinstance(m, nn.LayerNorm)] == [(16,), (8,)]
+    hidden = mlp[:2](torch.randn(5, 20) * 100 + 7)  # whatever the input's scale: zero mean, unit variance
+    assert hidden.mean(-1).abs().max() < 1e-5
+    assert hidden.var(-1, unbiased=False).sub(1).abs().max() < 1e-3
+    actor = make_awr_actor(OBS_DIM, box_spec(), hidden_sizes=(8,), layer_norm=True)
+    critic = make_awr_critic(OBS_DIM, hidden_sizes=(8,), layer_norm=True)
+    for module in (actor, critic):
+        assert sum(isinstance(m, nn.LayerNorm) for m in module.modules()) == 1
+
+
 def test_make_mlp_without_hidden_layers():
     mlp = make_mlp(3, (), 2)
     assert len(mlp) == 1 and isinstance(mlp[0], nn.Linear)

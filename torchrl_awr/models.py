@@ -95,12 +95,16 @@ class ObservationNormalizer(nn.Module):
         return (observation - self.loc) / self.scale
 
 
-def make_mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.Sequential:
-    """ReLU MLP with Glorot-uniform weights and zero biases."""
+def make_mlp(
+    in_features: int, hidden_sizes: Sequence[int], out_features: int, *, layer_norm: bool = False
+) -> nn.Sequential:
+    """ReLU MLP with Glorot-uniform weights and zero biases; with ``layer_norm``, each hidden
+    layer is normalised before its ReLU (as in SimBa/BRO), which keeps the activations' scale
+    steady under Adam and wider layers."""
     layers: list[nn.Module] = []
     sizes = [in_features, *hidden_sizes]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), *([nn.LayerNorm(fan_out)] if layer_norm else []), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], out_features))
     for layer in layers:
         if isinstance(layer, nn.Linear):
@@ -176,6 +180,7 @@ def make_awr_actor(
     *,
     normalizer: ObservationNormalizer | None = None,
     hidden_sizes: Sequence[int] = (128, 64),
+    layer_norm: bool = False,
     distribution: str = "normal",
     action_std: float = 0.4,
     learn_std: bool = False,
@@ -202,7 +207,7 @@ def make_awr_actor(
         )
     action_dim = _action_dim(action_spec)
     out_features = 2 * action_dim if distribution == "tanh_normal" else action_dim
-    mlp = make_mlp(obs_dim, hidden_sizes, out_features)
+    mlp = make_mlp(obs_dim, hidden_sizes, out_features, layer_norm=layer_norm)
     nn.init.uniform_(mlp[-1].weight, -init_output_scale, init_output_scale)
     body = nn.Sequential(normalizer or nn.Identity(), mlp)
 
@@ -294,11 +299,14 @@ def make_awr_critic(
     *,
     normalizer: ObservationNormalizer | None = None,
     hidden_sizes: Sequence[int] = (128, 64),
+    layer_norm: bool = False,
     value_scale: float = 100.0,
     obs_key: str = "observation",
     device: torch.device | str | None = None,
 ) -> ValueOperator:
     """The original AWR critic: an MLP predicting V/value_scale, read out as V."""
-    net = nn.Sequential(normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1), ValueScale(value_scale))
+    net = nn.Sequential(
+        normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1, layer_norm=layer_norm), ValueScale(value_scale)
+    )
     critic = ValueOperator(net, in_keys=[obs_key])
     return critic.to(device) if device is not None else critic

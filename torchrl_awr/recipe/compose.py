@@ -93,6 +93,7 @@ RECIPE_KEYS: dict[str, tuple[str | tuple[str, ...], str | None]] = {
     "optim.critic_lr": ("> 0", None),
     "optim.actor_lr": ("> 0", None),
     "model.hidden_sizes": ("widths", None),
+    "model.layer_norm": ("bool", None),
     "model.distribution": (ACTOR_DISTRIBUTIONS, None),
     "model.action_std": ("> 0", "ActionStdSchedule.std_init"),
     "model.action_std_end": ("number or null", "ActionStdSchedule.std_end"),

@@ -66,6 +66,7 @@ def make_models(cfg: DictConfig, env, device: torch.device):
         env.action_spec,
         normalizer=normalizer,
         hidden_sizes=list(cfg.model.hidden_sizes),
+        layer_norm=cfg.model.layer_norm,
         distribution=cfg.model.distribution,
         action_std=cfg.model.action_std,
         learn_std=cfg.model.learn_std,
@@ -74,6 +75,7 @@ def make_models(cfg: DictConfig, env, device: torch.device):
         obs_dim,
         normalizer=normalizer,
         hidden_sizes=list(cfg.model.hidden_sizes),
+        layer_norm=cfg.model.layer_norm,
         value_scale=cfg.model.value_scale,
     ).to(device)
     return actor, critic, normalizer

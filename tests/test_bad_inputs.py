@@ -74,6 +74,7 @@ RECIPE_CASES = {
 # Hydra's own errors, which the recipe reports once it wraps its main (torchrl_awr.commands.errors).
 HYDRA_CASES = {
     "unknown task": (["task=hoper"], r"Could not find 'task/hoper'.*hopper.*lunarlander"),
+    "unknown preset": (["preset=moden"], r"Could not find 'preset/moden'.*faithful.*modern"),
     "unknown key without +": (["foo=1"], r"Unknown setting foo: the recipe has no such key"),
     "override syntax": (["seed=[1"], r"no viable alternative at input '\[1'"),
 }

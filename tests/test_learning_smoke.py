@@ -1,6 +1,8 @@
 """AWR must clearly learn a small task: a broken loss, sign or target fails this."""
 
-from recipe_helpers import read_csv, run_recipe
+from omegaconf import OmegaConf
+
+from recipe_helpers import read_csv, run_command, run_recipe
 
 # A uniformly random policy scores about 5-10 on InvertedPendulum-v5 (1000 is the maximum).
 RANDOM_POLICY_RETURN = 10.0
@@ -49,3 +51,29 @@ def test_inverted_pendulum_learns(tmp_path):
         assert evaluations[-1] >= 4 * RANDOM_POLICY_RETURN, (seed, evaluations)
         finals.append(evaluations[-1])
     assert max(finals) >= 500, finals
+
+
+def test_the_modern_preset_learns_inverted_pendulum(tmp_path):
+    """``preset=modern`` as a user runs it, at its own settings but for a short budget: 10
+    iterations of 2048 samples."""
+    run_dir = tmp_path / "run"
+    result = run_command(
+        tmp_path,
+        "task=inverted_pendulum",
+        "preset=modern",
+        "seed=0",
+        "collector.total_frames=20480",
+        "eval.interval=5",
+        "eval.episodes=8",
+        "eval.num_envs=8",
+        "checkpoint.interval=0",
+        "progress=false",
+        f"output_dir={run_dir}",
+        small=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    assert (saved.optim.name, saved.loss.beta) == ("adam", 0.4)  # the preset's, not the faithful one's
+    evaluations = [value for _, value in read_csv(run_dir, "eval/return_mean")]
+    assert len(evaluations) == 2 and evaluations[-1] >= 500, evaluations

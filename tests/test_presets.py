@@ -3,9 +3,11 @@
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from torchrl.modules import IndependentNormal, OneHotCategorical
 
 from torchrl_awr import make_awr_actor
+from torchrl_awr.recipe import compose as recipe_compose
 from torchrl_awr.recipe import factories
 from torchrl_awr.recipe.compose import CONFIG_DIR as RECIPE_CONFIG_DIR
 
@@ -14,6 +16,7 @@ from recipe_helpers import compose_config, read_csv, run_recipe
 
 CONFIG_DIR = RECIPE_CONFIG_DIR / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+MODERN_FILES = (RECIPE_CONFIG_DIR / "preset" / "modern.yaml", RECIPE_CONFIG_DIR / "preset_task" / "modern_{task}.yaml")
 
 # The original's per-task settings (actor lr, action std, normaliser samples).
 ORIGINAL = {
@@ -92,3 +95,51 @@ def test_preset_completes_a_short_run(task, tmp_path):
     dist = trainer.loss_module.actor_network.get_dist(batch)
     expected = OneHotCategorical if task == "lunarlander" else IndependentNormal
     assert isinstance(dist, expected)
+
+
+def leaves(tree: dict) -> dict:
+    """A config tree's keys (the recipe's dotted keys) and their values, interpolations unresolved."""
+    values = {}
+    for key in recipe_compose.config_keys(tree):
+        value = tree
+        for part in key.split("."):
+            value = value[part]
+        values[key] = value
+    return values
+
+
+def settings(*overrides: str) -> dict:
+    return leaves(OmegaConf.to_container(recipe_compose.compose_config(*overrides), resolve=False))
+
+
+def modern_departures(task: str) -> dict:
+    """What the modern preset's two files (shared, then the task's) set for ``task``."""
+    departures = {}
+    for pattern in MODERN_FILES:
+        path = pattern.with_name(pattern.name.format(task=task))
+        if path.is_file():
+            departures |= leaves(OmegaConf.to_container(OmegaConf.load(path)))
+    return departures
+
+
+@pytest.mark.parametrize("task", PRESETS)
+def test_the_faithful_preset_is_the_default_and_changes_nothing(task):
+    assert settings(f"task={task}", "preset=faithful") == settings(f"task={task}")
+
+
+@pytest.mark.parametrize("task", PRESETS)
+def test_the_modern_preset_departs_from_the_faithful_one_only_where_its_files_say(task):
+    faithful, modern = settings(f"task={task}"), settings(f"task={task}", "preset=modern")
+    departures = modern_departures(task)
+    assert departures["optim.actor_lr"] == pytest.approx(2 * faithful["optim.actor_lr"])  # every task has its own
+    changed = {key for key in modern if modern[key] != faithful[key]}
+    assert changed == {key for key, value in departures.items() if faithful[key] != value}
+    assert {key: modern[key] for key in departures} == departures
+    assert OmegaConf.to_container(OmegaConf.load(MODERN_FILES[0]))["output_dir"].startswith(
+        "outputs/${task_name}-modern/"
+    )
+
+
+def test_the_command_line_overrides_the_modern_preset():
+    cfg = recipe_compose.compose_config("task=walker2d", "preset=modern", "loss.beta=1.0", "optim.actor_lr=3e-5")
+    assert (cfg.loss.beta, cfg.optim.actor_lr) == (1.0, 3e-5)

@@ -48,6 +48,10 @@ def test_the_wheel_installs_and_its_command_trains_evaluates_and_exports(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert {"torchrl_awr/recipe/config/config.yaml", "torchrl_awr/recipe/config/offline.yaml"} <= set(names)
     assert "torchrl_awr/recipe/config/task/inverted_pendulum.yaml" in names
+    assert {
+        "torchrl_awr/recipe/config/preset/modern.yaml",
+        "torchrl_awr/recipe/config/preset_task/modern_hopper.yaml",
+    } <= set(names)
     assert "hydra_plugins/torchrl_awr_optuna/awr_optuna_sweeper.py" in names  # hydra/sweeper=awr_optuna
     assert any(name.endswith(".dist-info/entry_points.txt") for name in names)
 
@@ -83,6 +87,9 @@ def test_the_wheel_installs_and_its_command_trains_evaluates_and_exports(tmp_pat
     trained = command(torchrl_awr, "train", *TINY, f"output_dir={run}")
     assert trained.stdout.startswith("AWR on InvertedPendulum-v5") and (run / "checkpoint.pt").is_file()
     assert not (work / "multirun").exists() and not list(work.iterdir())  # Hydra writes nothing of its own
+    modern = tmp_path / "modern"  # the modern preset's files are in the wheel
+    command(torchrl_awr, "train", *TINY, "preset=modern", f"output_dir={modern}")
+    assert "optim:\n  name: adam" in (modern / "config.yaml").read_text()
 
     result = json.loads(command(torchrl_awr, "evaluate", str(run), "--episodes", "2", "--json").stdout)
     assert result["episodes"] == 2 and result["return_mean"] > 0

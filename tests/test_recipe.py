@@ -458,6 +458,19 @@ def test_the_weighting_setting_reaches_the_loss(weighting):
     env.close()
 
 
+def test_the_layer_norm_setting_reaches_both_networks_and_a_resumed_run(tmp_path):
+    trainer = run_recipe(
+        tmp_path / "run", "model.layer_norm=true", "model.hidden_sizes=[16,8]", "checkpoint.interval=2"
+    )
+    for network in (trainer.loss_module.actor_network, trainer.loss_module.critic_network):
+        assert sum(isinstance(m, torch.nn.LayerNorm) for m in network.modules()) == 2
+    resumed = run_recipe(
+        tmp_path / "run", f"resume={tmp_path / 'run' / 'checkpoint.pt'}", "collector.total_frames=1536"
+    )
+    assert resumed.frames == 1536
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in resumed.loss_module.actor_network.modules()) == 2
+
+
 def test_missing_logger_package_is_named(tmp_path, monkeypatch):
     import importlib.util
 

@@ -506,9 +506,14 @@ def figures(data: Path, out: Path, reps: int = 2000) -> list[Path]:
 
 
 def export(root: Path, destination: Path, tasks: list[str], seeds: list[int]) -> None:
-    """Copies the logs the report reads (small CSVs) of every run to ``destination``."""
+    """Copies every run's ``config.yaml`` (its settings; what ``torchrl-awr report`` finds runs by)
+    and the logs the report reads (small CSVs) to ``destination``."""
     for task in tasks:
         for seed in seeds:
+            config = run_dir(root, task, seed) / "config.yaml"
+            if config.is_file():
+                run_dir(destination, task, seed).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(config, run_dir(destination, task, seed) / "config.yaml")
             source = run_dir(root, task, seed) / "logs" / "scalars"
             for name in EXPORTED:
                 csv = source / f"{name}.csv"

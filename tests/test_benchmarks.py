@@ -127,6 +127,9 @@ def test_learning_runs_resume_and_report(tmp_path, capsys):
     assert (tmp_path / "fig.png").stat().st_size > 0
     learning.export(tmp_path, tmp_path / "exported", ["hopper"], [0])
     exported = learning.report(tmp_path / "exported", ["hopper"], [0], None)
+    assert (tmp_path / "exported" / "hopper" / "seed0" / "config.yaml").read_text() == (
+        tmp_path / "hopper" / "seed0" / "config.yaml"
+    ).read_text()  # the run's settings, and torchrl-awr report finds exported runs by it
     assert exported == learning.report(tmp_path, ["hopper"], [0], None)
     assert learning.takeoff(tmp_path / "exported", ["hopper"], [0], 2000) == learning.takeoff(
         tmp_path, ["hopper"], [0], 2000

@@ -75,5 +75,6 @@ def test_the_modern_preset_learns_inverted_pendulum(tmp_path):
     assert result.returncode == 0, result.stderr
     saved = OmegaConf.load(run_dir / "config.yaml")
     assert (saved.optim.name, saved.loss.beta) == ("adam", 0.4)  # the preset's, not the faithful one's
+    assert saved.preset_name == "modern"  # torchrl-awr report keeps its runs apart
     evaluations = [value for _, value in read_csv(run_dir, "eval/return_mean")]
     assert len(evaluations) == 2 and evaluations[-1] >= 500, evaluations

@@ -166,10 +166,11 @@ def test_a_trial_reported_from_its_run_is_pruned_below_the_median(tmp_path):
     )
 
 
-def fake_run(directory: Path, task: str, curve: dict[int, float]) -> None:
+def fake_run(directory: Path, task: str, curve: dict[int, float], preset: str | None = None) -> None:
     scalars = directory / "logs" / "scalars" / "eval"
     scalars.mkdir(parents=True)
-    (directory / "config.yaml").write_text(f"task_name: {task}\nseed: 0\ndataset: null\n")
+    named = f"preset_name: {preset}\n" if preset else ""  # configs from before presets have none
+    (directory / "config.yaml").write_text(f"task_name: {task}\n{named}seed: 0\ndataset: null\n")
     (scalars / "return_mean.csv").write_text("".join(f"{step},{value}\n" for step, value in curve.items()))
 
 
@@ -207,6 +208,26 @@ def test_report_gives_the_table_csv_and_figure_of_any_runs(tmp_path):
     assert csv_lines[0] == "task,samples,n,mean,ci_low,ci_high,iqm,original_mean,original_sd,original_n"
     assert (tmp_path / "out" / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert lines[-1] == "4 runs; wrote out/report.csv, out/report.png"
+
+
+def test_report_keeps_the_presets_apart_each_beside_the_original(tmp_path):
+    fake_run(tmp_path / "old", "halfcheetah", {1_000_000: 4000.0})
+    fake_run(tmp_path / "faithful", "halfcheetah", {1_000_000: 3000.0}, preset="faithful")
+    fake_run(tmp_path / "modern", "halfcheetah", {1_000_000: 6000.0}, preset="modern")
+    result = subprocess.run(
+        [sys.executable, "-m", "torchrl_awr", "report", ".", "--reps", "500", "--figure", "both.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| halfcheetah")]
+    assert rows == [
+        "| halfcheetah | 1,000,000 | 2 | 3500 [3000, 4000] | 3500 | 3955 ± 349 (5) |",
+        "| halfcheetah (modern) | 1,000,000 | 1 | 6000 [6000, 6000] | 6000 | 3955 ± 349 (5) |",
+    ]
+    assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_without_runs_is_one_error_line(tmp_path):

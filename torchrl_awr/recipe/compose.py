@@ -47,6 +47,7 @@ OPTIMIZERS = ("sgd", "adam")
 # (tests/test_bad_inputs.py keeps the table and the files in step).
 RECIPE_KEYS: dict[str, tuple[str | tuple[str, ...], str | None]] = {
     "task_name": ("str", None),
+    "preset_name": ("str", None),
     "seed": ("int >= 0", None),
     "device": ("str", None),
     "threads": ("int >= 1", None),

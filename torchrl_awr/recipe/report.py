@@ -4,8 +4,10 @@ per task and sample budget, the runs' mean evaluation return with its 95 % boots
 has them (``torchrl-awr report``; the ``stats`` extra).
 
 A run counts at a budget its evaluation curve reaches (interpolated there). Runs are grouped by
-their task preset (``task_name`` of their ``config.yaml``), offline runs apart, whose budgets are
-iterations; the curves are read from the CSV logs.
+their task preset (``task_name`` of their ``config.yaml``) and preset (``preset_name``: a run of
+``preset=modern`` is reported as ``<task> (modern)``; a config without one is the faithful
+preset's), offline runs apart, whose budgets are iterations; the curves are read from the CSV
+logs.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class RunCurve:
     """One run's evaluation curve and what it ran."""
 
     run_dir: Path
-    task: str  # its task preset, "<task> offline" for an offline run
+    task: str  # its group: the task preset, "<task> (<preset>)" for a preset other than the faithful one,
+    # "<task> offline" for an offline run
     steps: list[float]
     returns: list[float]
+    original: str | None = None  # the task whose original AWR runs it compares with (None offline)
 
 
 def find_runs(paths: list[str | Path]) -> list[RunCurve]:
@@ -53,10 +57,13 @@ def find_runs(paths: list[str | Path]) -> list[RunCurve]:
         if not steps:
             continue
         saved = OmegaConf.load(RunDir(run_dir).config)
-        task = str(OmegaConf.select(saved, "task_name", default=run_dir.name))
+        task = original = str(OmegaConf.select(saved, "task_name", default=run_dir.name))
+        preset = OmegaConf.select(saved, "preset_name", default="faithful")
+        if preset != "faithful":
+            task += f" ({preset})"
         if OmegaConf.select(saved, "dataset"):
-            task += " offline"
-        runs.append(RunCurve(run_dir, task, steps, returns))
+            task, original = f"{task} offline", None
+        runs.append(RunCurve(run_dir, task, steps, returns, original))
     return runs
 
 
@@ -180,7 +187,7 @@ def results(
             if not values:
                 continue
             mean, low, high = mean_interval(values, reps, seeded(seed))
-            original = ORIGINAL_RUNS.get(task, {}).get(budget)
+            original = ORIGINAL_RUNS.get(mine[0].original, {}).get(budget)
             rows.append(
                 {
                     "task": task,
@@ -238,7 +245,7 @@ def figure(runs: list[RunCurve], path: Path, points: int = 60, reps: int = 2000)
         several = count >= 2
         ax.fill_between(grid[several], low[several], high[several], alpha=0.25, color="C0", label="95 % CI of the mean")
         ax.plot(grid, mean, lw=1.5, color="C0", label=f"mean of {len(curves)} runs")
-        reference = original_points(task)
+        reference = original_points(next(run.original for run in runs if run.task == task))
         if reference:
             plot_reference(ax, reference, "original AWR (gym v2): mean ± sd")
 

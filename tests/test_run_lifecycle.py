@@ -118,6 +118,23 @@ def test_a_resume_applies_or_refuses_each_override(tmp_path):
     assert state["critic_optimizer"]["param_groups"][0]["momentum"] == 0.5
 
 
+def test_a_modern_run_resumes_with_its_preset_and_refuses_another(tmp_path):
+    """The command that started a ``preset=modern`` run continues it (a sweep's relaunch, or
+    ``learning.py --continue-from``, gives the same overrides); another preset is refused."""
+    run_dir = tmp_path / "run"
+    started = run_command(tmp_path, "preset=modern", f"output_dir={run_dir}", "collector.total_frames=512")
+    assert started.returncode == 0, started.stderr[-3000:]
+    config = (run_dir / "config.yaml").read_bytes()
+    message = "the checkpoint's run is preset=modern; this command says preset=faithful"
+    assert message in one_error_line(run_command(tmp_path, f"resume={run_dir}", "preset=faithful"))
+    assert (run_dir / "config.yaml").read_bytes() == config
+    resumed = run_command(tmp_path, f"resume={run_dir}", "preset=modern", "collector.total_frames=1024")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["frames"] == 1024
+    saved = (run_dir / "config.yaml").read_text()
+    assert "preset_name: modern" in saved and "name: adam" in saved
+
+
 def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
     """Logs past the last checkpoint (a kill -9 after the logger wrote): a resume hides them in
     TensorBoard, as it cuts the CSVs back, so each sample count appears once."""

@@ -93,9 +93,10 @@ class RunDir:
         return self.path / CONFIG_NAME
 
     def saved_config(self, config_name: str = "config") -> DictConfig:
-        """The run's ``config.yaml`` over its own task's preset (of the ``config_name`` config), in
-        struct mode: keys that configs saved by earlier versions lack take the preset's values,
-        and keys they have that the preset lacks are kept."""
+        """The run's ``config.yaml`` over its own task's preset and preset (of the ``config_name``
+        config; a config without ``preset_name`` is the faithful preset's), in struct mode: keys
+        that configs saved by earlier versions lack take the presets' values, and keys they have
+        that the presets lack are kept."""
         if not self.config.is_file():
             raise CheckpointError(f"No config.yaml beside {self.checkpoint}; it holds the run's settings.")
         try:
@@ -105,7 +106,8 @@ class RunDir:
         task = OmegaConf.select(saved, "task_name")
         if not task:
             raise CheckpointError(f"{self.config} names no task (task_name); it is not a torchrl-awr run config.")
-        preset = compose_config(f"task={task}", config_name=config_name)
+        preset_name = OmegaConf.select(saved, "preset_name", default="faithful")
+        preset = compose_config(f"task={task}", f"preset={preset_name}", config_name=config_name)
         OmegaConf.set_struct(preset, False)
         cfg = OmegaConf.merge(preset, saved)
         OmegaConf.set_struct(cfg, True)

@@ -159,12 +159,20 @@ def resume_config(cfg: DictConfig, overrides: Sequence[str], config_name: str = 
             f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
             "move it (copy the directory first)."
         )
+    if "preset" in keys and cfg.preset_name != resumed.preset_name:
+        raise ValueError(
+            f"resume: the checkpoint's run is preset={resumed.preset_name}; this command says "
+            f"preset={cfg.preset_name}. A resumed run keeps its saved settings: start a new run for another preset."
+        )
     if "optim.name" in keys and cfg.optim.name != resumed.optim.name:
         raise ValueError(
             f"resume: the run trains with optim.name={resumed.optim.name}, whose state its checkpoint holds; "
             f"optim.name={cfg.optim.name} cannot take it over (its learning rates and momentum can change)."
         )
-    for key in (keys - {"task"}) | {"resume", "resume_buffer"}:  # the last two are this launch's, not the run's
+    for key in (keys - {"task", "preset"}) | {
+        "resume",
+        "resume_buffer",
+    }:  # the last two are this launch's, not the run's
         OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     return resumed
 

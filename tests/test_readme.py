@@ -151,7 +151,9 @@ def test_readme_commands_are_the_commands_and_their_settings_exist():
     assert ["torchrl-awr", "train"] in commands  # the quick start's
 
 
-def test_readme_shows_the_reports_table():
+def test_readme_shows_the_reports_tables_of_both_presets():
     report = (README.parent / "docs" / "results.md").read_text()
     table = report.split("<!-- summary-table -->")[1].strip()
     assert table.startswith("| task | 1M: ours") and table in README.read_text()
+    modern = report.split("<!-- modern-table -->")[1].strip()
+    assert modern.startswith("| task | modern 1M") and modern in README.read_text()

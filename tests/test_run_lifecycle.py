@@ -122,13 +122,14 @@ def test_a_modern_run_resumes_with_its_preset_and_refuses_another(tmp_path):
     """The command that started a ``preset=modern`` run continues it (a sweep's relaunch, or
     ``learning.py --continue-from``, gives the same overrides); another preset is refused."""
     run_dir = tmp_path / "run"
-    started = run_command(tmp_path, "preset=modern", f"output_dir={run_dir}", "collector.total_frames=512")
+    modern = ("task=halfcheetah", "preset=modern")  # a task the preset changes
+    started = run_command(tmp_path, *modern, f"output_dir={run_dir}", "collector.total_frames=512")
     assert started.returncode == 0, started.stderr[-3000:]
     config = (run_dir / "config.yaml").read_bytes()
     message = "the checkpoint's run is preset=modern; this command says preset=faithful"
-    assert message in one_error_line(run_command(tmp_path, f"resume={run_dir}", "preset=faithful"))
+    assert message in one_error_line(run_command(tmp_path, f"resume={run_dir}", "task=halfcheetah", "preset=faithful"))
     assert (run_dir / "config.yaml").read_bytes() == config
-    resumed = run_command(tmp_path, f"resume={run_dir}", "preset=modern", "collector.total_frames=1024")
+    resumed = run_command(tmp_path, f"resume={run_dir}", *modern, "collector.total_frames=1024")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["frames"] == 1024
     saved = (run_dir / "config.yaml").read_text()

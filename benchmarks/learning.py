@@ -474,7 +474,7 @@ FIGURES = (
         ("walker2d", "ant", "halfcheetah", "humanoid", "hopper", "lunarlander"),
         range(20, 25),
     ),
-    ("modern_preset.png", "mean", "modern", ("halfcheetah", "walker2d"), range(40, 45)),
+    ("modern_preset.png", "mean", ("modern", "modern_5m"), ("halfcheetah", "walker2d"), range(40, 45)),
     ("offline_to_online.png", "starts", "offline/online", ("hopper", "halfcheetah"), range(3)),
     ("wallclock.png", "wallclock", "wallclock", ("hopper", "halfcheetah"), range(1)),
 )

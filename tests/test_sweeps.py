@@ -62,6 +62,17 @@ def test_a_2x2_sweep_gives_each_run_its_directory(tmp_path, launcher):
     assert result.stdout.rstrip().endswith("Sweep s: 4 runs, 4 finished.")
 
 
+def test_a_joblib_sweep_runs_collectors_with_worker_processes(tmp_path):
+    # joblib's workers set multiprocessing's start method to loky, which TorchRL's collector
+    # could not start its workers with (`benchmarks/learning.py --jobs 2` failed on MuJoCo).
+    workers = ("collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2")
+    result = sweep(tmp_path, "seed=0,1", *workers, "hydra/launcher=joblib", "hydra.sweep.dir=s")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for seed in (0, 1):
+        assert [step for step, _ in read_csv(tmp_path / "s" / f"seed={seed}", "frames")] == [256, 512]
+    assert result.stdout.rstrip().endswith("Sweep s: 2 runs, 2 finished.")
+
+
 def test_a_killed_sweep_relaunched_keeps_finished_runs_and_resumes_the_rest(tmp_path):
     args = ("seed=0,1,2", "collector.total_frames=4096", "hydra.sweep.dir=s")
     process = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +157,7 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     workers = [env_fn] * cfg.collector.num_workers
     # Worker processes inherit SIGINT ignored: a terminal's Ctrl-C reaches the whole process
     # group, and only the trainer should answer it (by stopping and saving).
+    _use_a_start_method_torchrl_knows()
     with _sigint_ignored(), _workers_starting():
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
@@ -163,6 +165,14 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
     return _seeded(collector, env_seed(cfg, "collector"))
+
+
+def _use_a_start_method_torchrl_knows() -> None:
+    """A run in a worker of Hydra's joblib launcher finds multiprocessing's start method set to
+    joblib's ``loky``, with which TorchRL's collector cannot start its worker processes (an
+    ``AttributeError`` on ``env``): such a process gets TorchRL's own default, ``spawn``."""
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        multiprocessing.set_start_method("spawn", force=True)
 
 
 @contextlib.contextmanager

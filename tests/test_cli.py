@@ -70,7 +70,7 @@ def test_each_command_has_its_help(capsys, name, says):
 def test_train_help_is_hydras_and_lists_the_presets(capsys):
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
-    assert "task: ant, halfcheetah, hopper" in out and "collector:" in out
+    assert "task: ant, halfcheetah, hopper" in out and "preset: faithful, modern" in out and "collector:" in out
 
 
 def test_train_keeps_the_recipes_exit_2_for_config_errors(capsys, tmp_path):
@@ -78,6 +78,8 @@ def test_train_keeps_the_recipes_exit_2_for_config_errors(capsys, tmp_path):
     assert code == 2 and err.startswith("error: ") and "task/hoper" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "train", "task=hopper", "foo=1", f"output_dir={tmp_path / 'run'}")
     assert code == 2 and "Unknown setting foo" in err
+    code, _, err = run_cli(capsys, "train", "preset=moden", f"output_dir={tmp_path / 'run'}")
+    assert code == 2 and "Could not find 'preset/moden'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 

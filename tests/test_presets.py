@@ -1,5 +1,8 @@
 """Every task preset completes a short run; its settings are the original's or named departures."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -12,7 +15,7 @@ from torchrl_awr.recipe import factories
 from torchrl_awr.recipe.compose import CONFIG_DIR as RECIPE_CONFIG_DIR
 
 from conftest import box_spec
-from recipe_helpers import compose_config, read_csv, run_recipe
+from recipe_helpers import SMALL, compose_config, read_csv, run_recipe
 
 CONFIG_DIR = RECIPE_CONFIG_DIR / "task"
 PRESETS = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
@@ -144,3 +147,17 @@ def test_the_modern_preset_departs_from_the_faithful_one_only_where_its_files_sa
 def test_the_command_line_overrides_the_modern_preset():
     cfg = recipe_compose.compose_config("task=walker2d", "preset=modern", "loss.beta=1.0", "optim.actor_lr=3e-5")
     assert (cfg.loss.beta, cfg.optim.actor_lr) == (1.0, 3e-5)
+
+
+def test_a_modern_run_goes_to_its_own_outputs_and_keeps_the_command_lines_settings(tmp_path):
+    """``torchrl-awr train preset=modern`` with no output_dir: outputs/<task>-modern/, and the
+    run's config.yaml records the preset, its departures and the command line's override of one."""
+    small = [o for o in SMALL if not o.startswith("task=")]
+    command = [sys.executable, "-m", "torchrl_awr", "train", "task=inverted_pendulum", *small, "preset=modern"]
+    result = subprocess.run([*command, "loss.beta=0.7"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "inverted_pendulum-modern").iterdir()
+    assert run.name.endswith("_seed0") and (run / "checkpoint.pt").is_file()
+    saved = OmegaConf.load(run / "config.yaml")
+    assert (saved.preset_name, saved.optim.name, saved.loss.beta) == ("modern", "adam", 0.7)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"]

@@ -139,6 +139,13 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(str(cfg.output_dir))  # a value that is no path is named by the config's checks
 
 
+# The config groups a run is made of, and the keys that record their choice in its config: a
+# resume cannot change them (its saved settings are the group's).
+RUN_GROUPS = {"task": "task_name", "preset": "preset_name"}
+# This launch's keys, not the run's: a resume takes them from the command line.
+LAUNCH_KEYS = {"resume", "resume_buffer"}
+
+
 def resume_config(cfg: DictConfig, overrides: Sequence[str], config_name: str = "config") -> DictConfig:
     """The resumed run's saved config, over its own task's preset, with the keys set by
     ``overrides`` taken from ``cfg``."""
@@ -150,29 +157,23 @@ def resume_config(cfg: DictConfig, overrides: Sequence[str], config_name: str = 
         )
     resumed = directory.saved_config(config_name)
     keys = {override.key_or_group for override in OverridesParser.create().parse_overrides(list(overrides))}
-    if "task" in keys and cfg.task_name != resumed.task_name:
-        raise ValueError(
-            f"resume: the checkpoint's run is task={resumed.task_name}; this command says task={cfg.task_name}."
-        )
+    for group, name in RUN_GROUPS.items():
+        if group in keys and cfg[name] != resumed[name]:
+            raise ValueError(
+                f"resume: the checkpoint's run is {group}={resumed[name]}; this command says {group}={cfg[name]}. "
+                f"A resumed run keeps its saved settings: start a new run for another {group}."
+            )
     if "output_dir" in keys and Path(cfg.output_dir).resolve() != run_dir_of(cfg):
         raise ValueError(
             f"resume: a resumed run continues in its checkpoint's directory {run_dir_of(cfg)}; output_dir= cannot "
             "move it (copy the directory first)."
-        )
-    if "preset" in keys and cfg.preset_name != resumed.preset_name:
-        raise ValueError(
-            f"resume: the checkpoint's run is preset={resumed.preset_name}; this command says "
-            f"preset={cfg.preset_name}. A resumed run keeps its saved settings: start a new run for another preset."
         )
     if "optim.name" in keys and cfg.optim.name != resumed.optim.name:
         raise ValueError(
             f"resume: the run trains with optim.name={resumed.optim.name}, whose state its checkpoint holds; "
             f"optim.name={cfg.optim.name} cannot take it over (its learning rates and momentum can change)."
         )
-    for key in (keys - {"task", "preset"}) | {
-        "resume",
-        "resume_buffer",
-    }:  # the last two are this launch's, not the run's
+    for key in (keys - RUN_GROUPS.keys()) | LAUNCH_KEYS:
         OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     return resumed
 

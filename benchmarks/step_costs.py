@@ -1,13 +1,14 @@
 """Micro-costs behind docs/performance.md's "what the last round bought" (Hopper-v5, 1 thread).
 
-    python benchmarks/step_costs.py [--repeats 5] [--calls 500]
+    python benchmarks/step_costs.py [--repeats 5] [--calls 500] [--override optim.name=adam ...]
 
 Measures, each as a median over ``--repeats`` timings: one batched step of 16 envs through our
 ``GymnasiumBatchEnv`` with and without the tasks' per-step info, through TorchRL's stock path
 (``GymWrapper`` over a gymnasium ``SyncVectorEnv``), and the 16 gymnasium steps alone; one actor
-update as a compiled loss followed by eager backward and SGD, and fused into one compiled graph
-(the default), each with dynamo's guards checked and skipped; and the fused step as a phase runs it,
-several steps per graph call.
+update as a compiled loss followed by eager backward and the optimizer's step, and fused into one
+compiled graph (the default), each with dynamo's guards checked and skipped; and the fused step as
+a phase runs it, several steps per graph call. The updates are the Hopper preset's (SGD) unless
+``--override`` changes them (e.g. ``optim.name=adam``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timings per measure (their median is shown)")
     parser.add_argument("--calls", type=int, default=500, help="actor steps per timing of one update")
+    parser.add_argument("--override", action="append", default=[], help="Hydra override of the recipe, repeatable")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     repeats = args.repeats
@@ -80,6 +82,7 @@ def main(argv=None) -> None:
         "checkpoint.interval=0",
         "collector.type=single",
         "collector.frames_per_batch=4096",
+        *args.override,
     )
     trainer = make_trainer(cfg, Path("/tmp/awr_step_costs"), torch.device("cpu"))
     trainer._iterate(next(iter(trainer.collector)), PhaseTimer())
@@ -95,7 +98,11 @@ def main(argv=None) -> None:
     )
     (chunk,) = trainer.store.minibatches(fused.keys, 16)  # [16, 256, ...] per key
     index = iter(range(10**9))
-    for name, step in (("compiled loss + eager backward/SGD", unfused), ("fused forward/backward/SGD", fused)):
+    optimizer = type(trainer.actor_optimizer).__name__
+    for name, step in (
+        (f"compiled loss + eager backward/{optimizer}", unfused),
+        (f"fused forward/backward/{optimizer}", fused),
+    ):
 
         def actor_step(step=step):
             i = next(index) % 16

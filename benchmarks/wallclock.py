@@ -1,7 +1,7 @@
 """Return against wall-clock seconds: our preset beside Stable-Baselines3's PPO and SAC with the
 RL Zoo's settings (docs/results.md), one run at a time so each has the machine to itself.
 
-    python benchmarks/wallclock.py run --tasks hopper halfcheetah --methods awr ppo sac --seeds 0 \\
+    python benchmarks/wallclock.py run --tasks hopper halfcheetah --methods awr awr-modern ppo sac --seeds 0 \\
         --seconds 1800 --root runs/wallclock
     python benchmarks/wallclock.py export --root runs/wallclock      # into results/data/wallclock
     python benchmarks/wallclock.py report --root results/data/wallclock   # the table (markdown)
@@ -9,7 +9,8 @@ RL Zoo's settings (docs/results.md), one run at a time so each has the machine t
 
 Every method's clock counts training only, evaluations excluded: ours is the run's logged
 ``wall_time`` less its logged evaluation time, SB3's is kept by ``sb3_baseline.py``. Our run is
-the recipe's preset evaluated with 10 episodes every ``--awr-eval-interval`` iterations; it is
+the recipe's preset (``awr``: the faithful one, ``awr-modern``: ``preset=modern``) evaluated
+with 10 episodes every ``--awr-eval-interval`` iterations; it is
 stopped (SIGTERM: it saves its checkpoint and exits) once its clock passes ``--seconds``. Each
 run leaves ``<root>/<task>/<method>/seed<S>.json``: ``{"seconds", "steps", "returns"}``.
 """
@@ -31,7 +32,9 @@ from learning import task_panels  # noqa: E402
 from torchrl_awr.plotting import EVAL_RETURN, read_scalar  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("awr", "ppo", "sac")
+# Our methods: the recipe with each of its presets.
+AWR_PRESETS = {"awr": "faithful", "awr-modern": "modern"}
+METHODS = (*AWR_PRESETS, "ppo", "sac")
 ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 MINUTES = (5, 15, 30)
 STOPPED = 130  # the recipe's exit code when a signal stopped it
@@ -91,15 +94,16 @@ def run_one(task: str, method: str, seed: int, seconds: float, root: Path, args)
     if out.is_file():
         return f"{out}: done"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if method == "awr":
+    if method in AWR_PRESETS:
         directory = out.parent / f"seed{seed}"
         if directory.exists():
             raise SystemExit(f"{directory} holds an unfinished run: a wall-clock run cannot resume; remove it.")
-        code = run_awr(task, seed, seconds, directory, args.awr_eval_interval, args.override)
+        overrides = [f"preset={AWR_PRESETS[method]}", *args.override]
+        code = run_awr(task, seed, seconds, directory, args.awr_eval_interval, overrides)
         history = awr_history(directory)
         if code != STOPPED or not history["seconds"] or history["seconds"][-1] < seconds:
             return f"{out}: exit {code} before the budget (see seed{seed}.log)"
-        out.write_text(json.dumps({**history, "algo": "awr", "env": ENV_IDS[task], "seed": seed}))
+        out.write_text(json.dumps({**history, "algo": method, "env": ENV_IDS[task], "seed": seed}))
         return f"{out}: exit 0"
     command = [
         sys.executable,

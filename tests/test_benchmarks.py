@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from torchrl_awr.offline_data import write_dataset
 from torchrl_awr.recipe.dataset_makers import dataset_environment, from_random
@@ -170,11 +171,12 @@ def test_observation_outliers_reports_floor_and_batches(tmp_path, capsys):
     assert all("dims: [" in line and "dims: []" not in line for line in lines[1:])  # threshold 0
 
 
-def test_step_costs_reports_every_measure(capsys):
+@pytest.mark.parametrize("optimizer,overrides", [("SGD", []), ("Adam", ["--override", "optim.name=adam"])])
+def test_step_costs_reports_every_measure(capsys, optimizer, overrides):
     import re
 
     step_costs = load_script(ROOT / "benchmarks" / "step_costs.py")
-    step_costs.main(["--repeats", "1", "--calls", "16"])
+    step_costs.main(["--repeats", "1", "--calls", "16", *overrides])
     out = capsys.readouterr().out
     numbers = [float(x) for x in re.findall(r"(\d+\.\d+) ms", out)]
     assert len(numbers) == 9 and all(x > 0 for x in numbers)
@@ -184,7 +186,8 @@ def test_step_costs_reports_every_measure(capsys):
         "GymWrapper",
         "no TorchRL",
         "guards checked",
-        "fused forward",
+        f"eager backward/{optimizer}",
+        f"fused forward/backward/{optimizer}",
         "steps per graph call",
     ):
         assert label in out
@@ -443,18 +446,23 @@ def test_wallclock_report_takes_the_last_evaluation_by_each_budget(tmp_path):
 
 
 def test_wallclock_runs_ours_and_sb3_to_a_budget_of_seconds(tmp_path, capsys):
-    """Ours (small settings, stopped by the harness) and SB3's SAC, two seconds of training each."""
+    """Ours with each preset (small settings, stopped by the harness) and SB3's SAC, two seconds
+    of training each."""
     small = [o for o in SMALL if not o.startswith(("eval.interval=", "collector.total_frames="))]
     wallclock.main(
-        ["run", "--tasks", "hopper", "--methods", "awr", "sac", "--seconds", "2", "--root", str(tmp_path),
-         "--awr-eval-interval", "1", *(f"--override={o}" for o in small)]
+        ["run", "--tasks", "hopper", "--methods", "awr", "awr-modern", "sac", "--seconds", "2",
+         "--root", str(tmp_path), "--awr-eval-interval", "1", *(f"--override={o}" for o in small)]
     )  # fmt: skip
-    assert capsys.readouterr().out.count(": exit 0") == 2
-    for method in ("awr", "sac"):
+    assert capsys.readouterr().out.count(": exit 0") == 3
+    for method in ("awr", "awr-modern", "sac"):
         result = json.loads((tmp_path / "hopper" / method / "seed0.json").read_text())
+        assert result["algo"] == method
         assert result["seconds"][-1] >= 2 and len(result["seconds"]) == len(result["returns"]) >= 2
         assert result["seconds"] == sorted(result["seconds"]) and result["steps"] == sorted(result["steps"])
-    assert (tmp_path / "hopper" / "awr" / "seed0" / "checkpoint.pt").is_file()  # stopped as interrupted: saved
+    for method, preset in wallclock.AWR_PRESETS.items():
+        run = tmp_path / "hopper" / method / "seed0"
+        assert (run / "checkpoint.pt").is_file()  # stopped as interrupted: saved
+        assert OmegaConf.load(run / "config.yaml").preset_name == preset
 
 
 @pytest.mark.parametrize(

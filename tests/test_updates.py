@@ -1,4 +1,4 @@
-"""UpdateStep: the eager, compiled and fused-SGD steps compute torch.optim's update exactly."""
+"""UpdateStep: the eager, compiled and fused (SGD, Adam) steps compute torch.optim's update."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from torchrl_awr import updates
-from torchrl_awr.updates import UpdateStep, fusable_sgd
+from torchrl_awr.updates import UpdateStep, fused_rule
 
 from conftest import DEVICES
 
@@ -44,17 +44,27 @@ def sgd(module: Regression, **group_settings) -> torch.optim.SGD:
     )
 
 
+def adam(module: Regression, **group_settings) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        [
+            {"params": module.body.parameters(), "lr": 0.05, **group_settings},
+            {"params": module.head.parameters(), "lr": 0.02, "betas": (0.8, 0.99)},
+        ],
+        foreach=True,
+    )
+
+
 def batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     return [(torch.randn(8, 3, generator=generator), torch.randn(8, 1, generator=generator)) for _ in range(n)]
 
 
 def reference_training(
-    settings: dict, data, device: str = "cpu"
-) -> tuple[Regression, torch.optim.SGD, list[torch.Tensor]]:
+    settings: dict, data, device: str = "cpu", make_optimizer=sgd
+) -> tuple[Regression, torch.optim.Optimizer, list[torch.Tensor]]:
     """Plain PyTorch: loss, backward, optimizer.step()."""
     module = Regression().to(device)
-    optimizer = sgd(module, **settings)
+    optimizer = make_optimizer(module, **settings)
     diagnostics = []
     for x, y in data:
         optimizer.zero_grad()
@@ -98,6 +108,66 @@ def test_step_matches_torch_sgd(settings, compile_step, device):
             torch.testing.assert_close(got_buffer, want_buffer)
 
 
+@pytest.mark.parametrize("settings", [{}, {"eps": 1e-3, "betas": (0.5, 0.9)}])
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_adam_matches_torch_adam(settings, device):
+    """Two groups with their own lr and betas, six steps through groups of 4 and 2: the
+    parameters, the moments and the step counts are torch.optim.Adam's."""
+    data = [(x.to(device), y.to(device)) for x, y in batches(6)]
+    want_module, want_optimizer, want_diagnostics = reference_training(settings, data, device, adam)
+    module = Regression().to(device)
+    optimizer = adam(module, **settings)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True)
+    assert step.fused and step.steps_per_call == 4
+    diagnostics = step.run([tuple(torch.stack(column) for column in zip(*data))])
+    torch.testing.assert_close(diagnostics, torch.stack(want_diagnostics))
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)
+        got_state, want_state = optimizer.state[got], want_optimizer.state[want]
+        assert got_state.keys() == want_state.keys() == {"step", "exp_avg", "exp_avg_sq"}
+        assert got_state["step"].dtype == want_state["step"].dtype and got_state["step"].device.type == "cpu"
+        assert got_state["step"].item() == want_state["step"].item() == 6
+        torch.testing.assert_close(got_state["exp_avg"], want_state["exp_avg"])
+        torch.testing.assert_close(got_state["exp_avg_sq"], want_state["exp_avg_sq"])
+
+
+def torch_step(module: Regression, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    optimizer.zero_grad()
+    losses = module.loss(TensorDict({"x": x, "y": y}, batch_size=[8]))
+    (losses["loss_mse"] + losses["loss_l2"]).backward()
+    optimizer.step()
+
+
+def test_fused_adam_continues_torch_adams_state_and_follows_lr_changes():
+    """Two torch steps, then fused ones, a checkpoint round trip and an lr change: the same
+    parameters as torch's own Adam all along, without recompiling for the new lr or step count."""
+    from torch._dynamo.utils import counters
+
+    data = batches(6)
+    want_module, module = Regression(), Regression()
+    want_optimizer, optimizer = adam(want_module), adam(module)
+    for x, y in data[:2]:
+        torch_step(want_module, want_optimizer, x, y)
+        torch_step(module, optimizer, x, y)
+    step = UpdateStep(module, module.loss, optimizer, ["x", "y"], compile=True, steps_per_call=1)
+    step(*data[2])
+    torch_step(want_module, want_optimizer, *data[2])
+    graphs = counters["stats"]["unique_graphs"]
+    restored = adam(Regression())
+    restored.load_state_dict(optimizer.state_dict())
+    optimizer.load_state_dict(restored.state_dict())
+    for optim in (optimizer, want_optimizer):
+        for group in optim.param_groups:
+            group["lr"] *= 0.5
+    for x, y in data[3:]:
+        step(x, y)
+        torch_step(want_module, want_optimizer, x, y)
+    for got, want in zip(module.parameters(), want_module.parameters()):
+        torch.testing.assert_close(got, want)
+        assert optimizer.state[got]["step"].item() == want_optimizer.state[want]["step"].item() == 6
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_fused_step_follows_lr_changes_and_checkpoints_without_recompiling():
     from torch._dynamo.utils import counters
 
@@ -129,14 +199,20 @@ def test_fused_step_follows_lr_changes_and_checkpoints_without_recompiling():
     assert counters["stats"]["unique_graphs"] == graphs
 
 
-def test_fusable_sgd_only_for_plain_sgd_over_the_module():
+def test_only_plain_sgd_and_adam_over_the_module_are_fused():
     module = Regression()
-    assert fusable_sgd(torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9), module)
-    assert not fusable_sgd(torch.optim.Adam(module.parameters()), module)
-    assert not fusable_sgd(torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9, dampening=0.5), module)
+    params = list(module.parameters())
+    assert type(fused_rule(torch.optim.SGD(params, lr=0.1, momentum=0.9), module)).__name__ == "_SGDRule"
+    assert type(fused_rule(torch.optim.Adam(params), module)).__name__ == "_AdamRule"
+    assert fused_rule(torch.optim.SGD(params, lr=0.1, momentum=0.9, dampening=0.5), module) is None
+    for settings in ({"amsgrad": True}, {"weight_decay": 0.1}, {"maximize": True}, {"lr": torch.tensor(0.1)}):
+        assert fused_rule(torch.optim.Adam(params, **settings), module) is None, settings
+    assert fused_rule(torch.optim.AdamW(params), module) is None
+    assert fused_rule(torch.optim.RMSprop(params), module) is None
     stranger = nn.Parameter(torch.zeros(2))
-    assert not fusable_sgd(torch.optim.SGD([*module.parameters(), stranger], lr=0.1), module)
-    plain_sgd = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    assert fused_rule(torch.optim.SGD([*params, stranger], lr=0.1), module) is None
+    assert fused_rule(torch.optim.Adam([*params, stranger]), module) is None
+    plain_sgd = torch.optim.SGD(params, lr=0.1, momentum=0.9)
     assert not UpdateStep(module, module.loss, plain_sgd, ["x", "y"], compile=True, fuse=False).fused
 
 
@@ -146,7 +222,7 @@ def test_other_optimizers_get_the_compiled_loss_and_their_own_step():
     for compile_step in (False, True):
         module = Regression()
         step = UpdateStep(
-            module, module.loss, torch.optim.Adam(module.parameters(), lr=0.01), ["x", "y"], compile=compile_step
+            module, module.loss, torch.optim.RMSprop(module.parameters(), lr=0.01), ["x", "y"], compile=compile_step
         )
         assert not step.fused
         diagnostics = [step(x, y) for x, y in data]

@@ -58,7 +58,7 @@ class AWRTrainerConfig:
     length (online, ``total_frames``); offline, every iteration runs ``critic_steps`` and
     ``actor_steps`` updates, while online they are scaled by the samples each batch brings
     (per ``reference_frames_per_iteration``). ``compile`` runs each update step through
-    ``torch.compile`` (for SGD optimizers, loss, gradient and update as one graph:
+    ``torch.compile`` (for plain SGD and Adam optimizers, loss, gradient and update as one graph:
     :class:`~torchrl_awr.updates.UpdateStep`). Dynamo's guards are then checked on the first
     step of each phase only, so a loss subclass must not change Python state that its graph
     depends on (attributes, flags) in the middle of a phase. ``collector_timeout`` bounds every

@@ -206,6 +206,24 @@ def test_command_line_run_and_resume(tmp_path):
 
 
 # ---------------------------------------------------------------- collectors and storages
+def test_the_collectors_worker_processes_ignore_ctrl_c():
+    """A terminal's Ctrl-C reaches the workers too: they ignore it and go on collecting, so the
+    trainer alone answers it (TorchRL's worker would end its collection quietly)."""
+    cfg = compose_config("collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2")
+    with factories.probe_env(cfg) as env:
+        actor, _, _ = factories.make_models(cfg, env, torch.device("cpu"))
+    collector = factories.make_collector(cfg, actor, torch.device("cpu"))
+    try:
+        batches = iter(collector)
+        next(batches)
+        for worker in collector.procs:
+            os.kill(worker.pid, signal.SIGINT)
+        assert next(batches).numel() == 256
+        assert all(worker.is_alive() for worker in collector.procs)
+    finally:
+        collector.shutdown()
+
+
 def test_multi_sync_collector(tmp_path, probed):
     trainer = run_recipe(tmp_path / "run", "collector.type=multi_sync", "collector.num_workers=2", "env.num_envs=2")
     assert trainer.frames == 1024

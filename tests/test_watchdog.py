@@ -50,7 +50,11 @@ def test_a_wait_past_its_limit_or_on_a_dead_worker_ends_at_once():
     assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL  # the handler is put back
 
 
-def start(run_dir: Path, *overrides: str, script: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+def start(
+    run_dir: Path, *overrides: str, script: Path | None = None, env: dict | None = None, new_session: bool = False
+) -> subprocess.Popen:
+    """The command on an endless run; in a process group of its own with ``new_session`` (as a
+    terminal starts it: a Ctrl-C there reaches the whole group)."""
     command = recipe_command(*ENDLESS, f"output_dir={run_dir}", *overrides, small=False)
     if script is not None:
         command[1] = str(script)
@@ -60,6 +64,7 @@ def start(run_dir: Path, *overrides: str, script: Path | None = None, env: dict 
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {}), "HYDRA_FULL_ERROR": "0"},
+        start_new_session=new_session,
     )
 
 
@@ -153,16 +158,34 @@ def test_sigterm_while_the_environment_hangs_stops_the_run(tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("Stopped at once: ")
 
 
-def test_ctrl_c_during_start_up_exits_130_and_leaves_nothing(tmp_path):
-    process = start(tmp_path / "run", "collector.type=multi_sync")
-    while not (tmp_path / "run").exists():  # claimed, the workers not yet built
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    code, stderr, _ = finish(process)
-    assert code == 130, stderr[-3000:]
+def test_ctrl_c_while_the_workers_start_stops_at_once_and_leaves_nothing(tmp_path):
+    """A terminal's Ctrl-C (the whole process group) while the collector's two workers build their
+    environments (here for two minutes): exit 130 at once, the workers ended, no run directory.
+    It was once lost: the trainer's process ignored SIGINT while its workers started."""
+    started = tmp_path / "started"  # each worker adds a file, then takes 120 s to make its envs
+    started.mkdir()
+    process = start(
+        tmp_path / "run",
+        "env.name=HangingPendulum-v0",
+        "collector.type=multi_sync",
+        "collector.num_workers=2",
+        script=HANGING_RECIPE,
+        env={"SLOW_IN_WORKER": str(started)},
+        new_session=True,
+    )
+    while len(list(started.iterdir())) < 2:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    workers = [int(path.name) for path in started.iterdir()]
+    os.killpg(process.pid, signal.SIGINT)
+    code, stderr, seconds = finish(process)
+    assert code == 130 and seconds < 30, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "Stopped at once: the run had not started; nothing was written."
     assert not (tmp_path / "run").exists()
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 if __name__ == "__main__":

@@ -155,16 +155,22 @@ def make_collector(cfg: DictConfig, actor, device: torch.device):
     # TorchRL would otherwise lower this process's threads to (threads - workers).
     common["num_threads"] = cfg.threads
     workers = [env_fn] * cfg.collector.num_workers
-    # Worker processes inherit SIGINT ignored: a terminal's Ctrl-C reaches the whole process
-    # group, and only the trainer should answer it (by stopping and saving).
+    # A terminal's Ctrl-C reaches the whole process group: only the trainer answers it (by stopping
+    # and saving), the workers ignore it from their first step.
+    common["init_fn"] = ignore_ctrl_c
     _use_a_start_method_torchrl_knows()
-    with _sigint_ignored(), _workers_starting():
+    with _workers_starting():
         if cfg.collector.type == "multi_sync":
             # Concatenate the workers' [n_envs, T] batches along the env dim: [workers * n_envs, T].
             collector = MultiSyncCollector(workers, policy, cat_results=0, use_buffers=True, **common)
         else:
             collector = MultiAsyncCollector(workers, policy, **common)
     return _seeded(collector, env_seed(cfg, "collector"))
+
+
+def ignore_ctrl_c() -> None:
+    """A collector worker's first step (TorchRL's ``init_fn``): SIGINT is the trainer's alone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _use_a_start_method_torchrl_knows() -> None:
@@ -178,13 +184,21 @@ def _use_a_start_method_torchrl_knows() -> None:
 @contextlib.contextmanager
 def _workers_starting():
     """A worker process that dies while the collector starts (killed, out of memory) is the
-    collector lost, exit 3 like any other: TorchRL raises a ``RuntimeError``."""
+    collector lost, exit 3 like any other: TorchRL raises a ``RuntimeError``. A Ctrl-C while they
+    start stops at once: the workers started so far are ended (TorchRL only ends them on an
+    ``Exception``), the Ctrl-C goes on."""
+    started_before = set(multiprocessing.active_children())
     try:
         yield
     except RuntimeError as err:
         raise CollectorFailure(
             f"The collector's worker processes did not start ({first_line(err)}); nothing was trained."
         ) from err
+    except KeyboardInterrupt:
+        for worker in set(multiprocessing.active_children()) - started_before:
+            worker.terminate()
+            worker.join(timeout=10)
+        raise
 
 
 def _seeded(collector, seed: int):
@@ -195,19 +209,6 @@ def _seeded(collector, seed: int):
         collector.shutdown()
         raise
     return collector
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals are not ours to change
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def make_replay_buffer(

@@ -7,9 +7,11 @@ import contextlib
 import copy
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from torchrl_awr.trainer import AWRTrainer
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "mujoco_awr.py"  # the command as a script: torchrl_awr.commands.train.main
 OFFLINE_RECIPE = ROOT / "recipes" / "offline_awr.py"
+FORKED_PYTHON = Path(__file__).with_name("forked_python.py")
 
 # 4 iterations of 256 frames (4 envs x 64 steps, one process), eval and checkpoint every 2, eager
 # updates (the compiled ones are the trainer's tests'; one command-line run keeps the default).
@@ -89,6 +92,36 @@ def run_command(
         timeout=timeout,
         env={**(os.environ if env is None else env), "HYDRA_FULL_ERROR": "0"},
     )
+
+
+def run_commands(
+    commands: list[tuple[list[str], Path, dict]], jobs: int = 2, timeout: float = 300
+) -> list[subprocess.CompletedProcess]:
+    """``subprocess.run([python, *args], cwd=cwd, env=env)`` for each ``(args, cwd, env)``, as forks of
+    one interpreter that imported the recipe's packages once (``forked_python.py``): for commands
+    that end before training (bad input), a fraction of a second each instead of three."""
+    with tempfile.TemporaryDirectory() as scratch:
+        requests = [
+            {"args": args, "cwd": str(cwd), "env": env, "stdout": f"{scratch}/{i}.out", "stderr": f"{scratch}/{i}.err"}
+            for i, (args, cwd, env) in enumerate(commands)
+        ]
+        server = subprocess.run(
+            [sys.executable, str(FORKED_PYTHON), str(jobs)],
+            input=json.dumps(requests),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        return [
+            subprocess.CompletedProcess(
+                [sys.executable, *request["args"]],
+                code,
+                Path(request["stdout"]).read_text(),
+                Path(request["stderr"]).read_text(),
+            )
+            for request, code in zip(requests, json.loads(server.stdout))
+        ]
 
 
 def run_module(module: str, *args: str, timeout: float = 120):

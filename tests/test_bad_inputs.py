@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,7 +21,7 @@ from torchrl_awr.commands.errors import config_errors_exit_2
 from torchrl_awr.offline_data import DATA_FILE, META_FILE
 from torchrl_awr.recipe import compose, factories
 
-from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, one_error_line, recipe_command
+from recipe_helpers import OFFLINE_RECIPE, ROOT, compose_config, one_error_line, recipe_command, run_commands
 
 # The recipe's command line: overrides -> what its one error line must say. DATA stands for the
 # case's own temporary directory.
@@ -136,30 +135,28 @@ def no_login_env(directory: Path) -> dict:
     return {**env, "HOME": str(home), "WANDB_CONFIG_DIR": str(home / "wandb"), "HYDRA_FULL_ERROR": "0"}
 
 
-def launch(case: str, cwd: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Runs one case's command in ``cwd``; returns its result and what ``cwd`` held before."""
+def command_of(case: str, cwd: Path) -> tuple[list[str], Path, dict]:
+    """One case's command (Python's arguments, where it runs, its environment), its inputs made in
+    ``cwd``."""
     make_inputs(cwd)
-    before = sorted(path.name for path in cwd.iterdir())
     if case in MODULE_CASES:
-        args = [arg.replace("DATA", str(cwd)) for arg in MODULE_CASES[case][0]]
-        command, where = [sys.executable, "-m", *args], ROOT
-    else:
-        overrides = (RECIPE_CASES | HYDRA_CASES)[case][0]
-        output = [] if "output_dir" in overrides[0] else [f"output_dir={cwd / 'run'}"]
-        command = recipe_command(*[o.replace("DATA", str(cwd)) for o in overrides], *output)
-        where = cwd
-    result = subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=300, env=no_login_env(cwd))
-    return result, before
+        return ["-m", *[arg.replace("DATA", str(cwd)) for arg in MODULE_CASES[case][0]]], ROOT, no_login_env(cwd)
+    overrides = (RECIPE_CASES | HYDRA_CASES)[case][0]
+    output = [] if "output_dir" in overrides[0] else [f"output_dir={cwd / 'run'}"]
+    command = recipe_command(*[o.replace("DATA", str(cwd)) for o in overrides], *output)
+    return command[1:], cwd, no_login_env(cwd)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Every case's command, four at a time (each is mostly Python's imports)."""
+    """Every case's command, each in its own directory: ``(result, what the directory held before,
+    the directory)``."""
     cases = [*RECIPE_CASES, *HYDRA_CASES, *MODULE_CASES]
     directories = {case: tmp_path_factory.mktemp("bad") for case in cases}
-    with ThreadPoolExecutor(4) as pool:
-        done = pool.map(lambda case: launch(case, directories[case]), cases)
-        return {case: (*outcome, directories[case]) for case, outcome in zip(cases, done)}
+    commands = [command_of(case, directories[case]) for case in cases]
+    before = {case: sorted(path.name for path in directories[case].iterdir()) for case in cases}
+    done = run_commands(commands)
+    return {case: (result, before[case], directories[case]) for case, result in zip(cases, done)}
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torchrl_awr.offline_data import DatasetError, check_transitions, episode_re
 from torchrl_awr.recipe.reevaluate import evaluate_run
 from torchrl_awr.recipe.trained import load_run
 
-from recipe_helpers import run_module, run_recipe
+from recipe_helpers import ROOT, run_commands, run_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -156,16 +157,21 @@ def test_a_dataset_for_another_task_or_none_at_all_is_named(tmp_path):
 def test_bad_commands_fail_with_one_line(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    for args, message in (
-        (["--from", "random", "--out", str(tmp_path / "d")], "--from random needs --task"),
-        (["--from", "policy", "--out", str(tmp_path / "d")], "--from policy needs a run"),
-        (
-            ["--from", "random", "--task", "hopper", "--out", str(tmp_path / "full")],
-            "exists and is not an empty directory",
-        ),
-        (["--from", "random", "--task", "hopper"], "say where the dataset goes: --out DIR, --minari ID, or both"),
-        (["--from", "policy", str(tmp_path), "--out", str(tmp_path / "d")], "No checkpoint at"),
-    ):
-        result = run_module("torchrl_awr", "dataset", "make", *args)
+    cases = {
+        "--from random needs --task": ["--from", "random", "--out", str(tmp_path / "d")],
+        "--from policy needs a run": ["--from", "policy", "--out", str(tmp_path / "d")],
+        "exists and is not an empty directory": [
+            "--from",
+            "random",
+            "--task",
+            "hopper",
+            "--out",
+            str(tmp_path / "full"),
+        ],
+        "say where the dataset goes: --out DIR, --minari ID, or both": ["--from", "random", "--task", "hopper"],
+        "No checkpoint at": ["--from", "policy", str(tmp_path), "--out", str(tmp_path / "d")],
+    }
+    commands = [(["-m", "torchrl_awr", "dataset", "make", *args], ROOT, dict(os.environ)) for args in cases.values()]
+    for message, result in zip(cases, run_commands(commands)):
         assert result.returncode == 2, result.stderr[-2000:]
         assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.stderr

@@ -26,6 +26,7 @@ from recipe_helpers import (
     read_csv,
     recipe_command,
     run_command,
+    run_commands,
     run_recipe,
 )
 
@@ -351,20 +352,9 @@ def bad_runs(tmp_path_factory):
     launched["corrupt checkpoint"] = (corrupt, [f"resume={garbage_checkpoint(corrupt)}"])
     unwritable = tmp_path_factory.mktemp("bad")
     launched["unwritable dir"] = (unwritable, [f"output_dir={not_a_directory(unwritable)}"])
-    processes = {
-        case: subprocess.Popen(
-            recipe_command(*overrides), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for case, (cwd, overrides) in launched.items()
-    }
-    results = {}
-    for case, process in processes.items():
-        try:
-            _, stderr = process.communicate(timeout=120)
-        finally:
-            process.kill()
-        results[case] = (process.returncode, stderr, launched[case][0])
-    return results
+    commands = [(recipe_command(*overrides)[1:], cwd, dict(os.environ)) for cwd, overrides in launched.values()]
+    done = run_commands(commands)
+    return {case: (result.returncode, result.stderr, cwd) for (case, (cwd, _)), result in zip(launched.items(), done)}
 
 
 @pytest.mark.parametrize("case", BAD_COMMANDS)

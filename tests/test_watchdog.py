@@ -53,8 +53,9 @@ def test_a_wait_past_its_limit_or_on_a_dead_worker_ends_at_once():
 def start(
     run_dir: Path, *overrides: str, script: Path | None = None, env: dict | None = None, new_session: bool = False
 ) -> subprocess.Popen:
-    """The command on an endless run; in a process group of its own with ``new_session`` (as a
-    terminal starts it: a Ctrl-C there reaches the whole group)."""
+    """The command on an endless run, with SIGINT's default handling as a terminal starts it (a
+    background job, e.g. pytest under nohup, would pass it on ignored); in a process group of its
+    own with ``new_session`` (a terminal's Ctrl-C reaches the whole group)."""
     command = recipe_command(*ENDLESS, f"output_dir={run_dir}", *overrides, small=False)
     if script is not None:
         command[1] = str(script)
@@ -65,6 +66,7 @@ def start(
         text=True,
         env={**os.environ, **(env or {}), "HYDRA_FULL_ERROR": "0"},
         start_new_session=new_session,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

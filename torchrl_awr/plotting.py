@@ -6,13 +6,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 EVAL_RETURN = "eval/return_mean"
 TRAIN_RETURN = "train/return_mean"
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no display), imported when a figure is drawn:
+    every command imports this module, few draw (matplotlib is a third of a second to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def read_scalar(run_dir: str | Path, name: str) -> tuple[list[float], list[float]]:
@@ -52,6 +58,7 @@ def plot_curves(
     xlabel: str = "environment samples",
 ) -> Path:
     """Plots return curves (label -> (steps, returns)); ``reference`` maps samples to (mean, sd)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (steps, values) in curves.items():
         ax.plot(steps, values, label=label, marker="o" if len(steps) == 1 else None)  # a lone point shows

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
+from torchrl_awr.plotting import EVAL_RETURN, plot_reference, pyplot, read_scalar
 from torchrl_awr.recipe.original_awr import ORIGINAL_RUNS, original_points
 from torchrl_awr.recipe.rundir import CONFIG_NAME, RunDir
 
@@ -89,11 +89,7 @@ def interpolate(steps: list[float], values: list[float], at: float) -> float | N
 def task_panels(tasks: list[str], path: Path, draw, ylabel: str, xlabel: str = "samples") -> None:
     """One panel per task (three to a row), drawn by ``draw(ax, task)``, with the shared axes,
     grid and legend; saved as a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     columns = min(3, len(tasks))
     rows = math.ceil(len(tasks) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)

@@ -8,6 +8,7 @@ user hands us").
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -24,7 +25,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl_awr.checkpoint import PAIR_FILE, CheckpointError, buffer_dir, load_checkpoint, save_checkpoint
 from torchrl_awr.commands.dataset import main as datasets_main
 
-from recipe_helpers import OFFLINE_RECIPE, SMALL, one_error_line, run_command, run_module, tmpfs
+from recipe_helpers import OFFLINE_RECIPE, ROOT, SMALL, one_error_line, recipe_command, run_command, run_commands, tmpfs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -80,31 +81,53 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 # ---------------------------------------------------------------- checkpoints
+# Each command that loads a run, as Python's arguments for the run at ``run`` (a scratch
+# directory ``tmp`` beside it), and the directory it runs in.
 COMMANDS = {
-    "resume": lambda run, tmp: run_command(tmp, f"resume={run / 'checkpoint.pt'}", MORE),
-    "init_from": lambda run, tmp: run_command(tmp, f"init_from={run}", f"output_dir={tmp / 'new'}"),
-    "evaluate": lambda run, tmp: run_module("torchrl_awr", "evaluate", str(run), "--episodes", "1"),
-    "export": lambda run, tmp: run_module("torchrl_awr", "export", str(run), "--out", str(tmp / "policy.onnx")),
-    "datasets make --from policy": lambda run, tmp: run_module(
-        "torchrl_awr", "dataset", "make", "--from", "policy", str(run), "--episodes", "1", "--out", str(tmp / "data")
+    "resume": lambda run, tmp: (recipe_command(f"resume={run / 'checkpoint.pt'}", MORE)[1:], tmp),
+    "init_from": lambda run, tmp: (recipe_command(f"init_from={run}", f"output_dir={tmp / 'new'}")[1:], tmp),
+    "evaluate": lambda run, tmp: (["-m", "torchrl_awr", "evaluate", str(run), "--episodes", "1"], ROOT),
+    "export": lambda run, tmp: (["-m", "torchrl_awr", "export", str(run), "--out", str(tmp / "policy.onnx")], ROOT),
+    "datasets make --from policy": lambda run, tmp: (
+        ["-m", "torchrl_awr", "dataset", "make", "--from", "policy", str(run), "--episodes", "1"]
+        + ["--out", str(tmp / "data")],
+        ROOT,
     ),
-    "datasets make --from buffer": lambda run, tmp: run_module(
-        "torchrl_awr", "dataset", "make", "--from", "buffer", str(run), "--out", str(tmp / "data")
+    "datasets make --from buffer": lambda run, tmp: (
+        ["-m", "torchrl_awr", "dataset", "make", "--from", "buffer", str(run), "--out", str(tmp / "data")],
+        ROOT,
     ),
 }
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_a_crafted_checkpoint_runs_no_code_in_any_command(command, run_dir, marker, tmp_path):
-    checkpoint = run_dir / "checkpoint.pt"
-    state = load_checkpoint(checkpoint)
-    state["counters"]["note"] = Payload(marker)
-    torch.save(state, checkpoint)
-    before = snapshot(run_dir)
-    line = error_naming(COMMANDS[command](run_dir, tmp_path), checkpoint)
-    assert "does not hold only tensors and plain values" in line
-    assert not marker.exists()
-    assert snapshot(run_dir) == before
+def command_for(command: str, run: Path, *extra: str) -> tuple[list[str], Path, dict]:
+    """``command`` of :data:`COMMANDS` on ``run`` with ``extra`` arguments, for :func:`run_commands`."""
+    args, cwd = COMMANDS[command](run, run.parent)
+    return [*args, *extra], cwd, {**os.environ, "HYDRA_FULL_ERROR": "0"}
+
+
+def copy_of_the_run(made: Path, directory: Path) -> tuple[Path, Path]:
+    """A copy of the fixture's run in ``directory``, and the marker file its payload would create."""
+    directory.mkdir()
+    shutil.copytree(made / "run", directory / "run")
+    return directory / "run", directory / "payload-ran"
+
+
+def test_a_crafted_checkpoint_runs_no_code_in_any_command(made, marker, tmp_path):
+    """Every command on its own copy of a run whose checkpoint holds a payload."""
+    cases = []
+    for i, command in enumerate(COMMANDS):
+        run, payload_marker = copy_of_the_run(made, tmp_path / str(i))
+        state = load_checkpoint(run / "checkpoint.pt")
+        state["counters"]["note"] = Payload(payload_marker)
+        torch.save(state, run / "checkpoint.pt")
+        cases.append((command, run, payload_marker, snapshot(run)))
+    results = run_commands([command_for(command, run) for command, run, *_ in cases])
+    for (command, run, payload_marker, before), result in zip(cases, results):
+        line = error_naming(result, run / "checkpoint.pt")
+        assert "does not hold only tensors and plain values" in line, command
+        assert not payload_marker.exists(), command
+        assert snapshot(run) == before, command
 
 
 def test_a_checkpoint_written_before_this_release_still_resumes(run_dir, tmp_path):
@@ -161,23 +184,26 @@ CRAFTS = {
     "non-tensor storage field": lambda dump, marker: add_pickled_field(dump / "storage", marker),
     "transform state": craft_transform_state,
 }
-BUFFER_COMMANDS = {
-    "resume_buffer=true": lambda run, tmp: run_command(
-        tmp, f"resume={run / 'checkpoint.pt'}", "resume_buffer=true", MORE
-    ),
-    "datasets make --from buffer": COMMANDS["datasets make --from buffer"],
-}
 
 
-@pytest.mark.parametrize("command", BUFFER_COMMANDS)
-@pytest.mark.parametrize("craft", CRAFTS)
-def test_a_crafted_buffer_dump_runs_no_code(craft, command, run_dir, marker, tmp_path):
-    dump = buffer_dir(run_dir / "checkpoint.pt")
-    crafted = CRAFTS[craft](dump, marker)
-    before = snapshot(run_dir)
-    error_naming(BUFFER_COMMANDS[command](run_dir, tmp_path), crafted.relative_to(dump))
-    assert not marker.exists()
-    assert snapshot(run_dir) == before
+# The commands that read a buffer dump, with the arguments that make them read it.
+BUFFER_COMMANDS = {"resume": ["resume_buffer=true"], "datasets make --from buffer": []}
+
+
+def test_a_crafted_buffer_dump_runs_no_code(made, marker, tmp_path):
+    """Each crafted file of a buffer dump, in its own copy of the run, for both commands that
+    read the dump."""
+    cases = []
+    for i, (craft, command) in enumerate(itertools.product(CRAFTS, BUFFER_COMMANDS)):
+        run, payload_marker = copy_of_the_run(made, tmp_path / str(i))
+        dump = buffer_dir(run / "checkpoint.pt")
+        crafted = CRAFTS[craft](dump, payload_marker)
+        cases.append((command, run, crafted.relative_to(dump), payload_marker, snapshot(run)))
+    results = run_commands([command_for(command, run, *BUFFER_COMMANDS[command]) for command, run, *_ in cases])
+    for (command, run, crafted, payload_marker, before), result in zip(cases, results):
+        error_naming(result, crafted)
+        assert not payload_marker.exists(), (command, crafted)
+        assert snapshot(run) == before, (command, crafted)
 
 
 # ---------------------------------------------------------------- datasets

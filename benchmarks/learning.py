@@ -17,6 +17,10 @@
     # the same against other runs of the same seeds (e.g. a variant beside the default), or of
     # other seeds with --against-seeds
     python benchmarks/learning.py stats --root runs/fast --against results/data/fresh --tasks hopper --seeds 20 21 22
+    # issue 40's table: the modern preset at 1M and 5M beside the faithful one, the original and the goal
+    python benchmarks/learning.py goal --root results/data/modern --long-root results/data/modern_5m \\
+        --seeds 40 41 42 43 44 --faithful results/data/fresh --faithful-long results/data/long \\
+        --faithful-seeds 20 21 22 23 24 --tasks halfcheetah walker2d ant humanoid hopper lunarlander
     # the report's table: per task, mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)
     python benchmarks/learning.py summary --root results/data/fresh --long-root results/data/long \\
         --tasks hopper walker2d --seeds 20 21 22 23 24
@@ -46,8 +50,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from torchrl_awr.checkpoint import load_checkpoint
 from torchrl_awr.plotting import EVAL_RETURN, plot_reference, read_scalar
+from torchrl_awr.recipe.compose import compose_config
 from torchrl_awr.recipe.original_awr import ORIGINAL, ORIGINAL_HOURS_PER_MILLION, ORIGINAL_RUNS, original_points
 from torchrl_awr.recipe.reevaluate import evaluate_run
 from torchrl_awr.recipe.report import (
@@ -359,6 +366,22 @@ def layout_runs(root: Path, task: str, seeds: list[int]) -> list[RunCurve]:
     return [RunCurve(directory, task, steps, values) for directory, (steps, values) in curves if steps]
 
 
+def _ours_cell(root: Path, task: str, seeds: list[int], budget: int, reps: int, seed: int) -> tuple[str, dict | None]:
+    """``torchrl-awr report``'s numbers for the runs of ``seeds`` at ``budget``, as the tables'
+    cell "mean [95 % CI] (n=...)" (or "–"), and those numbers with each run's value."""
+    runs = layout_runs(root, task, seeds)
+    found = results(runs, (budget,), reps=reps, seed=seed)
+    if not found:
+        return "–", None
+    ours = found[0] | {"values": returns_at(root, task, seeds, budget)}
+    return f"{ours['mean']:.0f} [{ours['ci_low']:.0f}, {ours['ci_high']:.0f}] (n={ours['n']})", ours
+
+
+def _original_cell(task: str, budget: int) -> str:
+    original = ORIGINAL_RUNS.get(task, {}).get(budget)
+    return f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f}" if original else "–"
+
+
 def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], reps: int = 20_000, seed: int = 0) -> str:
     """The report's table (``torchrl-awr report``'s numbers, laid out one row per task): at each
     budget of ``roots`` (samples -> the runs' root), our runs' mean with its 95 % bootstrap
@@ -374,13 +397,86 @@ def summary_table(roots: dict[int, Path], tasks: list[str], seeds: list[int], re
     for task in tasks:
         cells = []
         for budget in budgets:
-            found = results(layout_runs(roots[budget], task, seeds), (budget,), reps=reps, seed=seed)
-            ours = found[0] if found else None
-            cells.append(
-                f"{ours['mean']:.0f} [{ours['ci_low']:.0f}, {ours['ci_high']:.0f}] (n={ours['n']})" if ours else "–"
+            cells += [_ours_cell(roots[budget], task, seeds, budget, reps, seed)[0], _original_cell(task, budget)]
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+# Issue 40's goal for the modern preset (gymnasium v5): per task, the mean return at 1M over at
+# least 5 runs and at 5M over at least 3 (the original's final returns), each run at 50 % of its
+# task's mean or more. LunarLander has no 5M goal.
+MODERN_GOAL = {
+    "halfcheetah": {1_000_000: 5800, 5_000_000: 9200},
+    "walker2d": {1_000_000: 3500, 5_000_000: 6100},
+    "ant": {1_000_000: 2000, 5_000_000: 5500},
+    "humanoid": {1_000_000: 1000, 5_000_000: 6100},
+    "hopper": {1_000_000: 3300, 5_000_000: 3550},
+    "lunarlander": {1_000_000: 250},
+}
+GOAL_RUNS = {1_000_000: 5, 5_000_000: 3}
+GOAL_FLOOR = 0.5
+
+
+def modern_departs(task: str) -> bool:
+    """Whether ``preset=modern`` changes any setting of ``task``'s faithful preset (beyond the
+    preset's name and the run directory's): where it does not, the faithful runs are its runs."""
+
+    def settings(preset: str) -> dict:
+        config = OmegaConf.to_container(compose_config(f"task={task}", f"preset={preset}"))
+        return {key: value for key, value in config.items() if key not in ("preset_name", "output_dir")}
+
+    return settings("modern") != settings("faithful")
+
+
+def _goal_cell(goal: int | None, budget: int, ours: dict | None) -> str:
+    """The goal, "met" where the runs meet all of it, else by how much and which part they miss."""
+    if goal is None:
+        return "–"
+    if ours is None:
+        return f"{goal}"
+    missed = [f"−{goal - ours['mean']:.0f}"] if ours["mean"] < goal else []
+    worst = min(ours["values"]) / ours["mean"]
+    if worst < GOAL_FLOOR:
+        missed.append(f"worst run {worst * 100:.0f} %")
+    if ours["n"] < GOAL_RUNS[budget]:
+        missed.append(f"n={ours['n']} of {GOAL_RUNS[budget]}")
+    return f"{goal}: met" if not missed else f"{goal} ({', '.join(missed)})"
+
+
+def goal_table(
+    modern: dict[int, Path],
+    faithful: dict[int, Path],
+    tasks: list[str],
+    seeds: list[int],
+    faithful_seeds: list[int],
+    reps: int = 20_000,
+    seed: int = 0,
+) -> str:
+    """Issue 40's table: per task, at 1M and 5M (samples -> each preset's root), the modern preset's
+    runs beside the faithful preset's, the original's and the goal, met or missed by how much. A
+    task whose modern preset is its faithful one ("= faithful") is judged on the faithful runs."""
+    budgets = sorted(modern)
+    rows = [
+        "| task | "
+        + " | ".join(
+            f"modern {b / 1e6:g}M: mean [95 % CI] (n) | faithful {b / 1e6:g}M | original {b / 1e6:g}M | goal {b / 1e6:g}M"
+            for b in budgets
+        )
+        + " |",
+        "|---" + "|---:" * 4 * len(budgets) + "|",
+    ]
+    for task in tasks:
+        departs = modern_departs(task)
+        cells = []
+        for budget in budgets:
+            faithful_text, faithful_runs = _ours_cell(faithful[budget], task, faithful_seeds, budget, reps, seed)
+            modern_text, modern_runs = (
+                _ours_cell(modern[budget], task, seeds, budget, reps, seed)
+                if departs
+                else ("= faithful", faithful_runs)
             )
-            original = ORIGINAL_RUNS.get(task, {}).get(budget)
-            cells.append(f"{statistics.mean(original):.0f} ± {statistics.stdev(original):.0f}" if original else "–")
+            goal = MODERN_GOAL.get(task, {}).get(budget)
+            cells += [modern_text, faithful_text, _original_cell(task, budget), _goal_cell(goal, budget, modern_runs)]
         rows.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -560,6 +656,15 @@ def main(argv=None) -> None:
     sub = command("summary", "the report's table: mean [95 % CI] (n) at 1M and 2M (--root) and 5M (--long-root)")
     sub.add_argument("--long-root", type=Path, help="the runs to 5M (default: --root)")
     sub.add_argument("--reps", type=int, default=20_000)
+    sub = command(
+        "goal",
+        "issue 40's table: the modern preset at 1M (--root) and 5M (--long-root) beside the faithful one and the goal",
+    )
+    sub.add_argument("--long-root", type=Path, help="the modern runs to 5M (default: --root)")
+    sub.add_argument("--faithful", type=Path, required=True, help="the faithful preset's runs to 1M or more")
+    sub.add_argument("--faithful-long", type=Path, help="the faithful runs to 5M (default: --faithful)")
+    sub.add_argument("--faithful-seeds", nargs="+", type=int, required=True)
+    sub.add_argument("--reps", type=int, default=20_000)
     sub = command("figure", "mean curve with a 95 % band per task, continued by --long-root's runs")
     sub.add_argument("--figure", type=Path, required=True)
     sub.add_argument("--long-root", type=Path)
@@ -591,6 +696,10 @@ def main(argv=None) -> None:
     elif args.command == "summary":
         roots = {1_000_000: args.root, 2_000_000: args.root, 5_000_000: args.long_root or args.root}
         print(summary_table(roots, args.tasks, args.seeds, reps=args.reps))
+    elif args.command == "goal":
+        modern = {1_000_000: args.root, 5_000_000: args.long_root or args.root}
+        faithful = {1_000_000: args.faithful, 5_000_000: args.faithful_long or args.faithful}
+        print(goal_table(modern, faithful, args.tasks, args.seeds, args.faithful_seeds, reps=args.reps))
     elif args.command == "stats":
         if args.against_seeds and args.against is None:
             parser.error("--against-seeds names the seeds of the --against runs: give --against too")

@@ -1,6 +1,7 @@
 """The benchmark harnesses work: throughput in smoke mode, learning runs resume and aggregate."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -410,6 +411,52 @@ def test_summary_reads_1m_and_2m_from_the_runs_and_5m_from_the_long_ones(tmp_pat
     row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
     assert row[1] == "1000 [1000, 1001] (n=2)" and row[2] == "3326 ± 64"  # 1000 and 1001
     assert row[3] == "2001 [2000, 2002] (n=2)" and row[5] == "5000 [5000, 5000] (n=1)"
+
+
+def _write_returns(root: Path, task: str, returns: dict[int, float], last: int) -> None:
+    """Runs of ``task`` under ``root``, seed -> its return, flat from the start to ``last`` samples."""
+    for seed, value in returns.items():
+        csv = root / task / f"seed{seed}" / "logs" / "scalars" / "eval" / "return_mean.csv"
+        csv.parent.mkdir(parents=True)
+        csv.write_text(f"0,{value}\n{last},{value}\n")
+
+
+def test_goal_judges_each_task_on_its_modern_runs_or_on_the_faithful_ones_where_they_are_the_same(tmp_path, capsys):
+    """HalfCheetah departs (its modern runs are read), Hopper does not (its faithful runs are):
+    at 1M HalfCheetah meets 5800 with five runs, at 5M it misses 9200 by 100 with two runs of three;
+    Hopper misses 3300 by 60 and its worst run is under half its mean."""
+    modern, faithful = tmp_path / "modern", tmp_path / "fresh"
+    _write_returns(modern, "halfcheetah", {40: 5800, 41: 5900, 42: 6000, 43: 6100, 44: 6200}, 1_000_000)
+    _write_returns(modern / "long", "halfcheetah", {40: 9000, 41: 9200}, 5_000_000)
+    _write_returns(modern, "hopper", {40: 9999}, 1_000_000)  # not read: Hopper's modern preset is its faithful one
+    _write_returns(faithful, "halfcheetah", {20: 4000, 21: 4000}, 1_000_000)
+    _write_returns(faithful, "hopper", {20: 1500, 21: 3700, 22: 3700, 23: 3700, 24: 3600}, 1_000_000)
+    learning.main(
+        ["goal", "--root", str(modern), "--long-root", str(modern / "long"), "--seeds", "40", "41", "42", "43", "44",
+         "--faithful", str(faithful), "--faithful-seeds", "20", "21", "22", "23", "24",
+         "--tasks", "halfcheetah", "hopper", "--reps", "200"]
+    )  # fmt: skip
+    header, _, cheetah, hopper = capsys.readouterr().out.strip().splitlines()
+    assert header.split(" | ")[1:5] == ["modern 1M: mean [95 % CI] (n)", "faithful 1M", "original 1M", "goal 1M"]
+    cells = [cell.strip() for cell in cheetah.strip("|").split("|")]
+    assert cells[1].startswith("6000 [") and cells[1].endswith("(n=5)") and cells[2].startswith("4000 [")
+    assert cells[3] == "3955 ± 349" and cells[4] == "5800: met"
+    assert cells[5].startswith("9100 [") and cells[6] == "–" and cells[8] == "9200 (−100, n=2 of 3)"
+    cells = [cell.strip() for cell in hopper.strip("|").split("|")]
+    assert cells[1] == "= faithful" and cells[2].startswith("3240 [")
+    assert cells[4] == "3300 (−60, worst run 46 %)" and cells[5] == "= faithful" and cells[8] == "3550"
+
+
+def test_the_reports_goal_table_is_what_its_published_command_prints(capsys, monkeypatch):
+    """docs/results.md's table of issue 40's goal, from the command printed beside it, run on the
+    committed logs (results/data)."""
+    report = (ROOT / "docs" / "results.md").read_text()
+    published = report.split("<!-- modern-table -->")[1].strip()
+    lines = report.replace("\\\n", " ").splitlines()
+    (command,) = [line for line in lines if line.startswith("python benchmarks/learning.py goal ")]
+    monkeypatch.chdir(ROOT)
+    learning.main(shlex.split(command, comments=True)[2:])
+    assert capsys.readouterr().out.strip() == published
 
 
 wallclock = load_script(ROOT / "benchmarks" / "wallclock.py")

@@ -373,7 +373,8 @@ def _ours_cell(root: Path, task: str, seeds: list[int], budget: int, reps: int, 
     found = results(runs, (budget,), reps=reps, seed=seed)
     if not found:
         return "–", None
-    ours = found[0] | {"values": returns_at(root, task, seeds, budget)}
+    values = [interpolate(run.steps, run.returns, budget) for run in runs]
+    ours = found[0] | {"values": [value for value in values if value is not None]}
     return f"{ours['mean']:.0f} [{ours['ci_low']:.0f}, {ours['ci_high']:.0f}] (n={ours['n']})", ours
 
 

@@ -36,6 +36,18 @@ RECIPE_CASES = {
     ),
     "hidden sizes empty": (["model.hidden_sizes=[]"], r"model\.hidden_sizes=\[\] \(must be a non-empty list"),
     "hidden sizes zero": (["model.hidden_sizes=[0]"], r"model\.hidden_sizes=\[0\] \(must be a non-empty list"),
+    "residual blocks negative": (
+        ["model.residual_blocks=-1"],
+        r"model\.residual_blocks=-1 \(must be >= 0\)",
+    ),
+    "residual blocks of two widths": (
+        ["model.residual_blocks=2"],
+        r"model\.residual_blocks=2 needs one width.*got model\.hidden_sizes=\[128, 64\]",
+    ),
+    "residual blocks and layer_norm": (
+        ["model.residual_blocks=1", "model.hidden_sizes=[64]", "model.layer_norm=true"],
+        r"model\.layer_norm=true normalises the plain MLP's layers.*set model\.layer_norm=false",
+    ),
     "fractional seed": (["seed=1.5"], r"seed=1\.5 \(must be an integer >= 0\)"),
     "compile maybe": (["train.compile=maybe"], r"train\.compile='maybe' \(must be true or false\)"),
     "save_buffer maybe": (["checkpoint.save_buffer=maybe"], r"checkpoint\.save_buffer='maybe' \(must be true or"),

@@ -19,7 +19,7 @@ from torchrl_awr import (
     make_awr_critic,
     make_collection_policy,
 )
-from torchrl_awr.models import GaussianHead, ValueScale, make_mlp
+from torchrl_awr.models import GaussianHead, ResidualBlock, ValueScale, make_mlp
 
 from conftest import OBS_DIM, box_spec, output_layer
 
@@ -140,6 +140,43 @@ def test_make_mlp_with_layer_norm_normalises_each_hidden_layer_before_its_relu()
     critic = make_awr_critic(OBS_DIM, hidden_sizes=(8,), layer_norm=True)
     for module in (actor, critic):
         assert sum(isinstance(m, nn.LayerNorm) for m in module.modules()) == 1
+
+
+def test_residual_blocks_make_simbas_network():
+    mlp = make_mlp(20, (16,), 3, residual_blocks=2)
+    assert [type(m) for m in mlp] == [nn.Linear, ResidualBlock, ResidualBlock, nn.LayerNorm, nn.Linear]
+    assert (mlp[1].inner.in_features, mlp[1].inner.out_features, mlp[1].outer.out_features) == (16, 64, 16)
+    for layer in (m for m in mlp.modules() if isinstance(m, nn.Linear)):
+        assert torch.count_nonzero(layer.bias) == 0
+        assert layer.weight.abs().max() <= math.sqrt(6.0 / (layer.in_features + layer.out_features))
+    assert mlp(torch.randn(5, 20)).shape == (5, 3)
+    actor = make_awr_actor(OBS_DIM, box_spec(), hidden_sizes=(8,), residual_blocks=1)
+    critic = make_awr_critic(OBS_DIM, hidden_sizes=(8,), residual_blocks=3)
+    assert [sum(isinstance(m, ResidualBlock) for m in net.modules()) for net in (actor, critic)] == [1, 3]
+
+
+def test_a_residual_block_adds_its_branch_to_its_input():
+    block = ResidualBlock(2, expansion=1)
+    with torch.no_grad():
+        block.inner.weight.copy_(torch.eye(2))
+        block.inner.bias.zero_()
+        block.outer.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+        block.outer.bias.fill_(0.5)
+    # LayerNorm([1, 3]) = [-1, 1] (eps aside); relu -> [0, 1]; outer -> [0.5, 3.5]; plus the input.
+    assert block(torch.tensor([[1.0, 3.0]]))[0].tolist() == pytest.approx([1.5, 6.5], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "hidden_sizes, layer_norm, residual_blocks, message",
+    [
+        ((64, 64), False, 1, r"residual_blocks=1 needs one width.*got hidden_sizes=\[64, 64\]"),
+        ((64,), True, 1, r"layer_norm=true normalises the plain MLP's layers"),
+        ((64,), False, -1, r"residual_blocks=-1 must be >= 0"),
+    ],
+)
+def test_make_mlp_refuses_residual_blocks_it_cannot_build(hidden_sizes, layer_norm, residual_blocks, message):
+    with pytest.raises(ValueError, match=message):
+        make_mlp(20, hidden_sizes, 3, layer_norm=layer_norm, residual_blocks=residual_blocks)
 
 
 def test_make_mlp_without_hidden_layers():

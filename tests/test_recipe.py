@@ -17,6 +17,7 @@ from torch.distributions import Categorical
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
 from torchrl_awr.checkpoint import CheckpointError, buffer_dir, load_checkpoint
+from torchrl_awr.models import ResidualBlock
 from torchrl_awr.recipe import compose, factories
 from torchrl_awr.recipe.rundir import RunDirectoryError
 
@@ -477,6 +478,19 @@ def test_the_layer_norm_setting_reaches_both_networks_and_a_resumed_run(tmp_path
     )
     assert resumed.frames == 1536
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in resumed.loss_module.actor_network.modules()) == 2
+
+
+def test_residual_blocks_reach_both_networks_and_a_resumed_run(tmp_path):
+    trainer = run_recipe(
+        tmp_path / "run", "model.residual_blocks=2", "model.hidden_sizes=[16]", "checkpoint.interval=2"
+    )
+    networks = (trainer.loss_module.actor_network, trainer.loss_module.critic_network)
+    assert [sum(isinstance(m, ResidualBlock) for m in network.modules()) for network in networks] == [2, 2]
+    resumed = run_recipe(
+        tmp_path / "run", f"resume={tmp_path / 'run' / 'checkpoint.pt'}", "collector.total_frames=1536"
+    )
+    assert resumed.frames == 1536
+    assert sum(isinstance(m, ResidualBlock) for m in resumed.loss_module.critic_network.modules()) == 2
 
 
 def test_missing_logger_package_is_named(tmp_path, monkeypatch):

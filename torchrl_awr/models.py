@@ -95,22 +95,75 @@ class ObservationNormalizer(nn.Module):
         return (observation - self.loc) / self.scale
 
 
+def check_network_shape(
+    hidden_sizes: Sequence[int], layer_norm: bool, residual_blocks: int, *, names: dict[str, str] | None = None
+) -> None:
+    """One ``ValueError`` for a network :func:`make_mlp` cannot build (its arguments as ``names``
+    calls them, if given): residual blocks keep one width and bring their own LayerNorms."""
+    names = {"hidden_sizes": "hidden_sizes", "layer_norm": "layer_norm", "residual_blocks": "residual_blocks"} | (
+        names or {}
+    )
+    if residual_blocks < 0:
+        raise ValueError(f"{names['residual_blocks']}={residual_blocks} must be >= 0.")
+    if residual_blocks and len(hidden_sizes) != 1:
+        raise ValueError(
+            f"{names['residual_blocks']}={residual_blocks} needs one width, the blocks' "
+            f"({names['hidden_sizes']}=[256]); got {names['hidden_sizes']}={list(hidden_sizes)}."
+        )
+    if residual_blocks and layer_norm:
+        raise ValueError(
+            f"{names['layer_norm']}=true normalises the plain MLP's layers; residual blocks "
+            f"({names['residual_blocks']}={residual_blocks}) have their own LayerNorms: set {names['layer_norm']}=false."
+        )
+
+
+class ResidualBlock(nn.Module):
+    """SimBa's block, ``x + W2 relu(W1 LayerNorm(x))`` with ``W1`` four times as wide: the skip
+    keeps a short path through any number of blocks, the LayerNorm keeps each block's input on
+    one scale."""
+
+    def __init__(self, width: int, expansion: int = 4):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.inner = nn.Linear(width, expansion * width)
+        self.outer = nn.Linear(expansion * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.outer(torch.relu(self.inner(self.norm(x))))
+
+
 def make_mlp(
-    in_features: int, hidden_sizes: Sequence[int], out_features: int, *, layer_norm: bool = False
+    in_features: int,
+    hidden_sizes: Sequence[int],
+    out_features: int,
+    *,
+    layer_norm: bool = False,
+    residual_blocks: int = 0,
 ) -> nn.Sequential:
-    """ReLU MLP with Glorot-uniform weights and zero biases; with ``layer_norm``, each hidden
-    layer is normalised before its ReLU (as in SimBa/BRO), which keeps the activations' scale
-    steady under Adam and wider layers."""
+    """ReLU MLP with Glorot-uniform weights and zero biases; its last module is the output layer.
+
+    With ``layer_norm``, each hidden layer is normalised before its ReLU (as in BRO), which keeps
+    the activations' scale steady under Adam and wider layers. With ``residual_blocks`` = N, the
+    network is SimBa's instead: a linear embedding to the one width of ``hidden_sizes``, N
+    :class:`ResidualBlock`, a LayerNorm, then the output layer.
+    """
+    check_network_shape(hidden_sizes, layer_norm, residual_blocks)
     layers: list[nn.Module] = []
     sizes = [in_features, *hidden_sizes]
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), *([nn.LayerNorm(fan_out)] if layer_norm else []), nn.ReLU()]
+    if residual_blocks:
+        width = sizes[-1]
+        layers += [nn.Linear(in_features, width), *(ResidualBlock(width) for _ in range(residual_blocks))]
+        layers.append(nn.LayerNorm(width))
+    else:
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out), *([nn.LayerNorm(fan_out)] if layer_norm else []), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], out_features))
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+    mlp = nn.Sequential(*layers)
+    for module in mlp.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return mlp
 
 
 class GaussianHead(nn.Module):
@@ -181,6 +234,7 @@ def make_awr_actor(
     normalizer: ObservationNormalizer | None = None,
     hidden_sizes: Sequence[int] = (128, 64),
     layer_norm: bool = False,
+    residual_blocks: int = 0,
     distribution: str = "normal",
     action_std: float = 0.4,
     learn_std: bool = False,
@@ -193,6 +247,8 @@ def make_awr_actor(
     ``distribution`` is ``"normal"`` (the original: Gaussian in normalised action space with a
     fixed std, or a learned state-independent one with ``learn_std``), ``"tanh_normal"``
     (state-dependent std, squashed into the bounds) or ``"categorical"`` (discrete specs).
+    ``hidden_sizes``, ``layer_norm`` and ``residual_blocks`` shape the network as in
+    :func:`make_mlp` (``residual_blocks=1, hidden_sizes=(128,)``: SimBa's network).
     """
     if distribution not in ACTOR_DISTRIBUTIONS:
         raise ValueError(
@@ -207,7 +263,7 @@ def make_awr_actor(
         )
     action_dim = _action_dim(action_spec)
     out_features = 2 * action_dim if distribution == "tanh_normal" else action_dim
-    mlp = make_mlp(obs_dim, hidden_sizes, out_features, layer_norm=layer_norm)
+    mlp = make_mlp(obs_dim, hidden_sizes, out_features, layer_norm=layer_norm, residual_blocks=residual_blocks)
     nn.init.uniform_(mlp[-1].weight, -init_output_scale, init_output_scale)
     body = nn.Sequential(normalizer or nn.Identity(), mlp)
 
@@ -300,13 +356,14 @@ def make_awr_critic(
     normalizer: ObservationNormalizer | None = None,
     hidden_sizes: Sequence[int] = (128, 64),
     layer_norm: bool = False,
+    residual_blocks: int = 0,
     value_scale: float = 100.0,
     obs_key: str = "observation",
     device: torch.device | str | None = None,
 ) -> ValueOperator:
-    """The original AWR critic: an MLP predicting V/value_scale, read out as V."""
-    net = nn.Sequential(
-        normalizer or nn.Identity(), make_mlp(obs_dim, hidden_sizes, 1, layer_norm=layer_norm), ValueScale(value_scale)
-    )
+    """The original AWR critic: an MLP predicting V/value_scale, read out as V; its network is
+    shaped as the actor's (:func:`make_mlp`)."""
+    mlp = make_mlp(obs_dim, hidden_sizes, 1, layer_norm=layer_norm, residual_blocks=residual_blocks)
+    net = nn.Sequential(normalizer or nn.Identity(), mlp, ValueScale(value_scale))
     critic = ValueOperator(net, in_keys=[obs_key])
     return critic.to(device) if device is not None else critic

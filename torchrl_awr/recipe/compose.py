@@ -29,7 +29,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from torchrl_awr.envs import check_env_kwargs, check_env_name, probe_env_kwargs
 from torchrl_awr.exploration import ActionStdSchedule
 from torchrl_awr.loss import LOSS_CRITIC_TYPES, WEIGHTINGS, AWRLoss
-from torchrl_awr.models import ACTOR_DISTRIBUTIONS
+from torchrl_awr.models import ACTOR_DISTRIBUTIONS, check_network_shape
 from torchrl_awr.offline_data import load_dataset
 from torchrl_awr.recipe.loggers import LOGGERS, check_logger
 from torchrl_awr.recipe.ray_cluster import head_node, import_ray
@@ -93,8 +93,9 @@ RECIPE_KEYS: dict[str, tuple[str | tuple[str, ...], str | None]] = {
     "optim.momentum": (">= 0", None),
     "optim.critic_lr": ("> 0", None),
     "optim.actor_lr": ("> 0", None),
-    "model.hidden_sizes": ("widths", None),
-    "model.layer_norm": ("bool", None),
+    "model.hidden_sizes": ("widths", "check_network_shape.hidden_sizes"),
+    "model.layer_norm": ("bool", "check_network_shape.layer_norm"),
+    "model.residual_blocks": ("int >= 0", "check_network_shape.residual_blocks"),
     "model.distribution": (ACTOR_DISTRIBUTIONS, None),
     "model.action_std": ("> 0", "ActionStdSchedule.std_init"),
     "model.action_std_end": ("number or null", "ActionStdSchedule.std_end"),
@@ -177,6 +178,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"collector.frames_per_batch ({cfg.collector.frames_per_batch}) must be a multiple "
             f"of the number of environments per batch ({envs_per_batch(cfg)})."
         )
+    check_network_shape(**settings_of(cfg, "check_network_shape"), names=arguments("check_network_shape"))
     if cfg.model.action_std_end is not None:
         check_std_schedule(cfg)
     if cfg.collector.type == "ray":

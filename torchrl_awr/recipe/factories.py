@@ -68,6 +68,7 @@ def make_models(cfg: DictConfig, env, device: torch.device):
         normalizer=normalizer,
         hidden_sizes=list(cfg.model.hidden_sizes),
         layer_norm=cfg.model.layer_norm,
+        residual_blocks=cfg.model.residual_blocks,
         distribution=cfg.model.distribution,
         action_std=cfg.model.action_std,
         learn_std=cfg.model.learn_std,
@@ -77,6 +78,7 @@ def make_models(cfg: DictConfig, env, device: torch.device):
         normalizer=normalizer,
         hidden_sizes=list(cfg.model.hidden_sizes),
         layer_norm=cfg.model.layer_norm,
+        residual_blocks=cfg.model.residual_blocks,
         value_scale=cfg.model.value_scale,
     ).to(device)
     return actor, critic, normalizer
